@@ -1,0 +1,32 @@
+"""Celery tasks: thin. Each fetches its row by id and calls the real function in services."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from . import services
+from .models import Ping
+
+
+@shared_task(name="evaluation.tasks.answer_ping", soft_time_limit=30, time_limit=60)
+def answer_ping(ping_id: int) -> None:
+    from .signals import WORKER_NAME
+
+    ping = Ping.objects.filter(pk=ping_id).first()
+    if ping is not None:
+        ping.answer(WORKER_NAME)
+
+
+@shared_task(name="evaluation.tasks.run_inference")
+def run_inference(run_id: int) -> None:
+    services.inference_run_work(run_id)
+
+
+@shared_task(name="evaluation.tasks.run_critic")
+def run_critic(run_id: int) -> None:
+    services.critic_run_work(run_id)
+
+
+@shared_task(name="evaluation.tasks.run_rewrites")
+def run_rewrites(run_id: int) -> None:
+    services.rewrite_run_work(run_id)
