@@ -100,21 +100,23 @@ def database_from_url(url: str, *, base_dir: Path) -> dict:
     )
 
 
-def broker_from_url(url: str, *, base_dir: Path) -> tuple[str, dict]:
+def broker_from_url(url: str, *, var_dir: Path) -> tuple[str, dict]:
     """Return (broker_url, broker_transport_options) for CELERY_BROKER_URL.
 
     ``filesystem://`` (the embedded default) keeps messages as files under var/broker, which a
-    real worker consumes without any server running.
+    real worker consumes without any server running. ``filesystem:///some/dir`` puts them elsewhere.
     """
     scheme = urlsplit(url).scheme.lower()
     if scheme == "filesystem":
-        folder = base_dir / "var" / "broker"
-        for sub in ("queue", "processed"):
+        path = unquote(urlsplit(url).path)
+        folder = Path(path) if path not in ("", "/") else var_dir / "broker"
+        for sub in ("queue", "processed", "control"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
         return "filesystem://", {
             "data_folder_in": str(folder / "queue"),
             "data_folder_out": str(folder / "queue"),
             "processed_folder": str(folder / "processed"),
+            "control_folder": str(folder / "control"),
             "store_processed": False,
         }
     if scheme in {"redis", "rediss", "amqp", "amqps", "sqs"}:

@@ -67,6 +67,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "annotation.roles.roles_context",
             ],
+            "builtins": ["template_partials.templatetags.partials"],
         },
     },
 ]
@@ -74,6 +75,9 @@ TEMPLATES = [
 DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'alignbench.sqlite3'}")
 DATABASES = {"default": database_from_url(DATABASE_URL, base_dir=BASE_DIR)}
 EMBEDDED_MODE = DATABASES["default"]["ENGINE"].endswith("sqlite3")
+if EMBEDDED_MODE:
+    # A file, not :memory:, so the Celery worker the integration tests start sees the test data.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test_alignbench.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -107,7 +111,7 @@ DATA_UPLOAD_MAX_NUMBER_FILES = 500
 
 # Celery. The database row is the job; messages carry ids only (JSON).
 CELERY_BROKER_URL, CELERY_BROKER_TRANSPORT_OPTIONS = broker_from_url(
-    env_str("CELERY_BROKER_URL", "filesystem://"), base_dir=BASE_DIR
+    env_str("CELERY_BROKER_URL", "filesystem://"), var_dir=VAR_DIR
 )
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
@@ -121,7 +125,7 @@ CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 300
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # A worker whose heartbeat is older than this is presumed dead; its runs are handed on.
-WORKER_STALE_SECONDS = env_int("WORKER_STALE_SECONDS", 45, minimum=5)
+WORKER_STALE_SECONDS = env_int("WORKER_STALE_SECONDS", 45, minimum=2)
 WORKER_HEARTBEAT_SECONDS = env_int("WORKER_HEARTBEAT_SECONDS", 10, minimum=1)
 
 # Model execution (transformers backend).
