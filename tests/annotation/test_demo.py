@@ -20,7 +20,7 @@ def test_it_loads_the_demo_dataset_over_all_13_tasks_with_rewrites_and_dialogues
 
 
 def test_it_is_idempotent(db, settings, tmp_path):
-    settings.VAR_DIR = tmp_path
+    settings.VAR_DIR, settings.EMBEDDED_MODE = tmp_path, True
     first_logins = ensure_demo_users()
     load_demo_dataset()
     counts = (Image.objects.count(), Question.objects.count(), Dataset.objects.count(), User.objects.count())
@@ -33,7 +33,7 @@ def test_it_is_idempotent(db, settings, tmp_path):
 
 
 def test_it_keeps_the_logins_file_private(db, settings, tmp_path):
-    settings.VAR_DIR = tmp_path
+    settings.VAR_DIR, settings.EMBEDDED_MODE = tmp_path, True
     ensure_demo_users()
     mode = stat.S_IMODE(os.stat(tmp_path / "demo_logins.txt").st_mode)
     assert mode == 0o600
