@@ -32,7 +32,8 @@ class ModelEndpoint(models.Model):
     role = models.CharField(max_length=10, choices=Role.choices)
     backend = models.CharField(max_length=20, choices=Backend.choices)
     model_path = models.CharField(max_length=500, blank=True, help_text="Local directory with the weights.")
-    base_url = models.URLField(max_length=500, blank=True, help_text="e.g. http://gpu-host:8000/v1")
+    # A CharField, not URLField: internal hosts like http://gpu7:8000/v1 have no dot and are fine.
+    base_url = models.CharField(max_length=500, blank=True, help_text="e.g. http://gpu-host:8000/v1")
     model_name = models.CharField(max_length=200, blank=True, help_text="The model name the server expects.")
     api_key_env = models.CharField(
         max_length=100, blank=True, help_text="Name of the environment variable holding the API key (never the key)."
@@ -459,3 +460,22 @@ class Ping(models.Model):
 
     def answer(self, worker: str) -> None:
         Ping.objects.filter(pk=self.pk, answered_at__isnull=True).update(answered_at=timezone.now(), answered_by=worker)
+
+
+class EndpointCheck(models.Model):
+    """The "test" button: one tiny generation run as a job, its answer or error kept for the page."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        DONE = "done"
+        FAILED = "failed"
+
+    endpoint = models.ForeignKey(ModelEndpoint, on_delete=models.CASCADE, related_name="checks")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    output = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    latency_s = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import IO
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Count, Q
+from django.utils import timezone
 
-from .models import CriticRun, InferenceRun, Ping, RewriteRun, Run
+from annotation.models import Dataset, Question
+
+from .backends.base import Message
+from .models import CriticRun, EndpointCheck, InferenceRun, ModelEndpoint, Ping, Response, RewriteRun, Run
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +62,24 @@ def run_enqueue(run: Run) -> None:
     transaction.on_commit(lambda: task.apply_async((run.pk,), queue=queue))
 
 
+QUEUED_TOO_LONG = timedelta(minutes=10)
+
+
 def requeue_orphaned_runs() -> int:
-    """Runs held by a worker that stopped beating go back on the queue (once: the UPDATE decides)."""
+    """Runs held by a worker that stopped beating go back on the queue (once: the UPDATE decides).
+
+    Runs queued for a long time without being touched are re-sent too, in case their message was
+    lost with a broker restart; a duplicate message is harmless because a task must claim its run.
+    """
     count = 0
     for model in (InferenceRun, CriticRun, RewriteRun):
+        forgotten = model.objects.filter(status=Run.Status.QUEUED, updated_at__lt=timezone.now() - QUEUED_TOO_LONG)
+        for run in forgotten:
+            if model.objects.filter(pk=run.pk, status=Run.Status.QUEUED, updated_at=run.updated_at).update(
+                updated_at=timezone.now()
+            ):
+                with transaction.atomic():
+                    run_enqueue(run)
         for run in model.objects.orphaned():
             with transaction.atomic():
                 taken = model.objects.filter(pk=run.pk, claimed_by=run.claimed_by, status=Run.Status.RUNNING).update(
@@ -66,8 +92,263 @@ def requeue_orphaned_runs() -> int:
     return count
 
 
+
+
+CHECK_IMAGE_SIZE = (64, 64)
+
+
+@transaction.atomic
+def endpoint_check_create(*, endpoint: ModelEndpoint) -> EndpointCheck:
+    from .tasks import check_endpoint
+
+    check = EndpointCheck.objects.create(endpoint=endpoint)
+    transaction.on_commit(lambda: check_endpoint.apply_async((check.pk,), queue=endpoint.queue))
+    return check
+
+
+def endpoint_check_work(check_id: int) -> None:
+    """One tiny generation: a small drawn image and a short Chinese question (text only for critics)."""
+    import tempfile
+
+    from PIL import Image as PILImage
+
+    from .backends import get_backend
+
+    check = EndpointCheck.objects.select_related("endpoint").filter(pk=check_id).first()
+    if check is None or check.status != EndpointCheck.Status.QUEUED:
+        return
+    endpoint = check.endpoint
+    started = time.monotonic()
+    try:
+        with tempfile.NamedTemporaryFile(suffix=".png") as handle:
+            if endpoint.role == ModelEndpoint.Role.VLM:
+                PILImage.new("RGB", CHECK_IMAGE_SIZE, (200, 40, 40)).save(handle.name)
+                conversation = [Message("user", "图片是什么颜色？用一个词回答。", (handle.name,))]
+            else:
+                conversation = [Message("user", "用一句话介绍你自己。")]
+            config = endpoint.to_backend_config()
+            backend = get_backend(config, cache_key=endpoint.cache_key)
+            result = backend.generate([conversation])[0]
+        status = EndpointCheck.Status.FAILED if result.error else EndpointCheck.Status.DONE
+        EndpointCheck.objects.filter(pk=check.pk).update(status=status, output=result.text, error=result.error,
+                                                         latency_s=time.monotonic() - started)
+    except Exception as exc:
+        EndpointCheck.objects.filter(pk=check.pk).update(status=EndpointCheck.Status.FAILED,
+                                                         error=f"{type(exc).__name__}: {exc}"[:4000],
+                                                         latency_s=time.monotonic() - started)
+
+
+# --- the run loop shared by inference, critic and rewrite runs -------------------------------------------
+
+
+class _ShuttingDown(Exception):
+    pass
+
+
+def run_work_through(run: Run, *, pending: Callable[[], Iterable], batch_size: int,
+                     handle_batch: Callable[[list], None], refresh_counts: Callable[[], None]) -> None:
+    """Claim the run, then take batches of what is still missing until nothing is.
+
+    Restart-safe by construction: ``pending`` is recomputed from the database each time, and every
+    row a batch writes is unique per item, so a re-delivered task or a second worker after a crash
+    only ever does what is missing. Cancel is a status checked between batches.
+    """
+    from .signals import WORKER_NAME, shutting_down
+
+    if not run.claim(WORKER_NAME):
+        log.info("%s is not ours to work on (status %s, held by %s)", run, run.status, run.claimed_by or "nobody")
+        return
+    try:
+        while True:
+            if run.is_cancelled():
+                log.info("%s cancelled", run)
+                return
+            if shutting_down.is_set():
+                raise _ShuttingDown
+            batch = list(pending()[:batch_size])
+            if not batch:
+                break
+            handle_batch(batch)
+            refresh_counts()
+        refresh_counts()
+        run.finish()
+    except (_ShuttingDown, SoftTimeLimitExceeded):
+        # Hand the run back: the next worker resumes where this one stopped.
+        type(run).objects.filter(pk=run.pk, status=Run.Status.RUNNING).update(status=Run.Status.QUEUED, claimed_by="")
+        with transaction.atomic():
+            run_enqueue(run)
+    except Exception as exc:
+        log.exception("%s failed", run)
+        refresh_counts()
+        run.finish(error=f"{type(exc).__name__}: {exc}"[:4000])
+
+
+# --- inference runs -------------------------------------------------------------------------------------
+
+
+def conversation_for(question: Question, *, image_path: str | None) -> list[Message]:
+    """Dialogue history as earlier turns, the image in the first user turn, the question last."""
+    images = (image_path,) if image_path else ()
+    messages: list[Message] = []
+    for turn in question.history or []:
+        messages.append(Message("user", turn["user"], images if not messages else ()))
+        messages.append(Message("assistant", turn["assistant"]))
+    messages.append(Message("user", question.text, images if not messages else ()))
+    return messages
+
+
+@transaction.atomic
+def inference_run_create(*, endpoint: ModelEndpoint, dataset: Dataset, tasks: list[str] | None = None,
+                         variants: list[int] | None = None, by=None) -> InferenceRun:
+    if endpoint.role != ModelEndpoint.Role.VLM:
+        raise ValueError(f"Endpoint {endpoint.name} is a {endpoint.role}, not a VLM.")
+    run = InferenceRun.objects.create(endpoint=endpoint, dataset=dataset, tasks=tasks or [], variants=variants or [],
+                                      params=endpoint.generation_params(), created_by=by)
+    run.total = run.questions().count()
+    run.save(update_fields=["total"])
+    run_enqueue(run)
+    return run
+
+
+def _refresh_inference_counts(run: InferenceRun) -> None:
+    counts = Response.objects.filter(run=run).aggregate(done=Count("id", filter=Q(error="")),
+                                                        failed=Count("id", filter=~Q(error="")))
+    total = run.questions().count()
+    InferenceRun.objects.filter(pk=run.pk).update(total=total, updated_at=timezone.now(), **counts)
+
+
 def inference_run_work(run_id: int) -> None:
-    raise NotImplementedError("inference runs arrive with issue 4")
+    from .backends import get_backend
+
+    run = InferenceRun.objects.select_related("endpoint").filter(pk=run_id).first()
+    if run is None:
+        return
+    endpoint = run.endpoint
+    openai = endpoint.backend == ModelEndpoint.Backend.OPENAI
+    # HTTP: enough items per batch to keep every concurrent slot busy; local weights: one generate() call.
+    batch_size = max(endpoint.concurrency * 4, 32) if openai else endpoint.batch_size
+
+    def pending():
+        return run.pending_questions().select_related("image").order_by("id")
+
+    def handle_batch(questions: list[Question]) -> None:
+        backend = get_backend(endpoint.to_backend_config(), cache_key=endpoint.cache_key)
+        conversations = [conversation_for(q, image_path=q.image.file.path) for q in questions]
+        results = backend.generate(conversations)
+        Response.objects.bulk_create(
+            [Response(run=run, question=q, text=r.text, error=r.error[:4000], latency_s=r.latency_s,
+                      prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens)
+             for q, r in zip(questions, results, strict=True)],
+            ignore_conflicts=True,  # a duplicate after a crash is dropped; the first answer stays
+        )
+
+    run_work_through(run, pending=pending, batch_size=batch_size, handle_batch=handle_batch,
+                     refresh_counts=lambda: _refresh_inference_counts(run))
+
+
+@transaction.atomic
+def inference_run_resume(*, run: InferenceRun) -> bool:
+    if not run.requeue():
+        return False
+    run_enqueue(run)
+    return True
+
+
+@transaction.atomic
+def inference_run_retry_failed(*, run: InferenceRun) -> int:
+    """Drop the failed answers (kept in no other place but the run) and resume to redo them."""
+    if run.is_active:
+        raise ValueError("Wait for the run to stop (or cancel it) before retrying its failed items.")
+    deleted, _ = Response.objects.filter(run=run).exclude(error="").delete()
+    _refresh_inference_counts(run)
+    inference_run_resume(run=run)
+    return deleted
+
+
+# --- bring your own answers -----------------------------------------------------------------------------
+
+
+@dataclass
+class ImportReport:
+    imported: int = 0
+    unchanged: int = 0
+    failed: list[tuple[int, str]] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return f"imported={self.imported} unchanged={self.unchanged} failed={len(self.failed)}"
+
+
+def _question_index(dataset: Dataset) -> dict[str, Question]:
+    return {q.question_id: q for q in Question.objects.filter(dataset=dataset).accepted()}
+
+
+@transaction.atomic
+def responses_import(*, lines: Iterable[str], endpoint: ModelEndpoint, dataset: Dataset, by=None,
+                     run: InferenceRun | None = None) -> tuple[InferenceRun, ImportReport]:
+    """Official `{"question_id", "predict"}` JSONL as an imported run; each bad line reported by number."""
+    report = ImportReport()
+    questions = _question_index(dataset)
+    if run is None:
+        run = InferenceRun.objects.create(endpoint=endpoint, dataset=dataset, source=InferenceRun.Source.IMPORT,
+                                          status=Run.Status.DONE, params={"imported": True}, created_by=by,
+                                          started_at=timezone.now(), finished_at=timezone.now())
+    existing = dict(Response.objects.filter(run=run).values_list("question__id", "text"))
+    new: dict[int, Response] = {}
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            report.failed.append((number, f"invalid JSON: {exc.msg}"))
+            continue
+        if not isinstance(record, dict) or not isinstance(record.get("question_id"), str) or not isinstance(
+                record.get("predict"), str):
+            report.failed.append((number, 'needs "question_id" and "predict" strings'))
+            continue
+        question = questions.get(record["question_id"])
+        if question is None:
+            report.failed.append((number, f"question_id {record['question_id']} is not in dataset {dataset.name}"))
+            continue
+        if question.id in existing or question.id in new:
+            previous = existing.get(question.id, new[question.id].text if question.id in new else None)
+            if previous == record["predict"]:
+                report.unchanged += 1
+            else:
+                report.failed.append((number, f"question_id {record['question_id']} already has a different answer"))
+            continue
+        new[question.id] = Response(run=run, question=question, text=record["predict"])
+    Response.objects.bulk_create(new.values(), batch_size=1000)
+    report.imported = len(new)
+    _refresh_inference_counts(run)
+    return run, report
+
+
+def responses_export(*, run: InferenceRun, out: IO[str]) -> int:
+    count = 0
+    for response in Response.objects.filter(run=run).select_related("question").order_by("question__group",
+                                                                                           "question__variant"):
+        if response.error:
+            continue
+        out.write(json.dumps({"question_id": response.question.question_id, "predict": response.text},
+                             ensure_ascii=False) + "\n")
+        count += 1
+    return count
+
+
+def run_wait(run: Run, *, timeout: float | None = None, interval: float = 1.0,
+             on_progress: Callable[[Run], None] | None = None) -> Run:
+    """Block until the run stops (for `--wait` commands)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        run.refresh_from_db()
+        if on_progress:
+            on_progress(run)
+        if not run.is_active:
+            return run
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"{run} still {run.status} after {timeout} s")
+        time.sleep(interval)
 
 
 def critic_run_work(run_id: int) -> None:

@@ -13,7 +13,7 @@ import os
 import socket
 import threading
 
-from celery.signals import worker_init, worker_ready, worker_shutdown
+from celery.signals import worker_init, worker_ready, worker_shutdown, worker_shutting_down
 from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
@@ -25,6 +25,13 @@ log = logging.getLogger(__name__)
 WORKER_NAME = f"local@{socket.gethostname()}#{os.getpid()}"
 _stop = threading.Event()
 _state: dict = {}
+# Set on warm shutdown: run loops hand their run back between batches instead of finishing it.
+shutting_down = threading.Event()
+
+
+@worker_shutting_down.connect
+def _mark_shutting_down(**kwargs) -> None:
+    shutting_down.set()
 
 
 @worker_init.connect

@@ -17,6 +17,11 @@ def answer_ping(ping_id: int) -> None:
         ping.answer(WORKER_NAME)
 
 
+@shared_task(name="evaluation.tasks.check_endpoint", soft_time_limit=600, time_limit=660)
+def check_endpoint(check_id: int) -> None:
+    services.endpoint_check_work(check_id)
+
+
 @shared_task(name="evaluation.tasks.run_inference")
 def run_inference(run_id: int) -> None:
     services.inference_run_work(run_id)

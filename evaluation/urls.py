@@ -5,6 +5,17 @@ from . import views
 app_name = "evaluation"
 urlpatterns = [
     path("runs/", views.run_list, name="runs"),
+    path("runs/new", views.run_create, name="run_create"),
+    path("runs/import", views.responses_import, name="responses_import"),
+    path("runs/<int:pk>/", views.run_detail, name="run"),
+    path("runs/<int:pk>/cancel", views.run_cancel, name="run_cancel"),
+    path("runs/<int:pk>/resume", views.run_resume, name="run_resume"),
+    path("runs/<int:pk>/retry-failed", views.run_retry_failed, name="run_retry_failed"),
+    path("runs/<int:pk>/export.jsonl", views.run_export, name="run_export"),
+    path("endpoints/", views.endpoints, name="endpoints"),
+    path("endpoints/<int:pk>/", views.endpoint, name="endpoint"),
+    path("endpoints/<int:pk>/check", views.endpoint_check, name="endpoint_check"),
+    path("endpoints/<int:pk>/check/<int:check_pk>", views.endpoint_check_result, name="endpoint_check_result"),
     path("status/", views.status, name="status"),
     path("status/ping", views.status_ping, name="status_ping"),
     path("status/ping/<int:pk>", views.status_ping_result, name="status_ping_result"),

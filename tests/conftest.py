@@ -54,16 +54,17 @@ def nobody(db):
     return make_user(username="nemo")
 
 
-@pytest.fixture(scope="session")
-def celery_worker(django_db_setup, django_db_blocker, media_root):
-    """One real Celery worker for the session, consuming both queues from the configured broker
-    and writing to the test database. Tests that use it need ``transactional_db``."""
+@pytest.fixture(scope="module")
+def celery_worker(request, django_db_setup, django_db_blocker, media_root):
+    """A real Celery worker for the test module, consuming both queues from the configured broker
+    and writing to the test database. Tests that use it need ``transactional_db``. Module scope,
+    so tests that start (and kill) their own workers can live in modules without one."""
     from tests.workers import purge_broker, start_worker, stop_worker, wait_for
 
     with django_db_blocker.unblock():
         purge_broker()
-        log_path = ARTIFACTS / "worker-session.log"
         ARTIFACTS.mkdir(exist_ok=True)
+        log_path = ARTIFACTS / f"worker-{request.module.__name__.rsplit('.', 1)[-1]}.log"
         process = start_worker(name="session", log_path=log_path, MEDIA_ROOT=str(media_root))
         try:
             wait_for(lambda: "ready." in log_path.read_text() or process.poll() is not None, timeout=60,

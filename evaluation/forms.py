@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from django import forms
+
+from annotation.models import Dataset
+from annotation.tasks_catalog import Task
+
+from .models import ModelEndpoint
+
+
+class EndpointForm(forms.ModelForm):
+    class Meta:
+        model = ModelEndpoint
+        fields = ["name", "role", "backend", "model_path", "base_url", "model_name", "api_key_env", "max_new_tokens",
+                  "temperature", "top_p", "batch_size", "concurrency", "device", "dtype", "trust_remote_code",
+                  "send_image", "timeout_s", "max_retries"]
+        widgets = {"base_url": forms.TextInput(attrs={"placeholder": "http://gpu-host:8000/v1"})}
+
+    def clean(self) -> dict:
+        data = super().clean()
+        backend = data.get("backend")
+        if backend == ModelEndpoint.Backend.TRANSFORMERS and not data.get("model_path"):
+            self.add_error("model_path", "A transformers endpoint needs the local directory of its weights.")
+        base_url = data.get("base_url") or ""
+        if base_url:
+            parts = urlsplit(base_url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                self.add_error("base_url", "Use an http:// or https:// URL, e.g. http://gpu-host:8000/v1.")
+        if backend == ModelEndpoint.Backend.OPENAI:
+            if not base_url:
+                self.add_error("base_url", "An OpenAI-compatible endpoint needs the server's base URL.")
+            if not data.get("model_name"):
+                self.add_error("model_name", "Give the model name the server expects.")
+        key_env = data.get("api_key_env") or ""
+        if key_env and not key_env.replace("_", "").isalnum():
+            self.add_error("api_key_env", "Give the NAME of an environment variable (e.g. OPENAI_API_KEY), not a key.")
+        if data.get("temperature") is not None and not 0 <= data["temperature"] <= 2:
+            self.add_error("temperature", "Temperature must be between 0 and 2.")
+        if data.get("top_p") is not None and not 0 < data["top_p"] <= 1:
+            self.add_error("top_p", "top-p must be above 0 and at most 1.")
+        return data
+
+
+def parse_variants(text: str) -> list[int]:
+    """'0' or '0,1,2' or '1-5' -> sorted variant indexes."""
+    variants: set[int] = set()
+    for part in (text or "").replace("，", ",").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if "-" in part:
+            low, high = part.split("-", 1)
+            variants.update(range(int(low), int(high) + 1))
+        else:
+            variants.add(int(part))
+    return sorted(variants)
+
+
+class InferenceRunForm(forms.Form):
+    endpoint = forms.ModelChoiceField(queryset=ModelEndpoint.objects.filter(role="vlm"), label="模型 Model")
+    dataset = forms.ModelChoiceField(queryset=Dataset.objects.all(), label="数据集 Dataset")
+    tasks = forms.MultipleChoiceField(choices=Task.choices, required=False, label="任务 Tasks (none: all)",
+                                      widget=forms.CheckboxSelectMultiple)
+    variants = forms.CharField(required=False, label="变体 Variants (e.g. 0 or 0-5; empty: all)")
+
+    def clean_variants(self) -> list[int]:
+        try:
+            return parse_variants(self.cleaned_data["variants"])
+        except ValueError:
+            raise forms.ValidationError("Use numbers, commas and ranges, e.g. 0 or 0,1,2 or 1-5.") from None
+
+
+class ResponsesImportForm(forms.Form):
+    endpoint = forms.ModelChoiceField(queryset=ModelEndpoint.objects.filter(role="vlm"), label="模型 Model")
+    dataset = forms.ModelChoiceField(queryset=Dataset.objects.all(), label="数据集 Dataset")
+    file = forms.FileField(label='JSONL: {"question_id": ..., "predict": ...} per line')

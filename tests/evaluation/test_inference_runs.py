@@ -1,0 +1,117 @@
+"""Inference runs through a real Celery worker against a local Chat Completions server."""
+
+import io
+import json
+
+import pytest
+from django.core.management import call_command
+
+from evaluation import services
+from evaluation.models import InferenceRun, Response
+from tests.chat_server import ChatServer
+from tests.factories import make_dataset, make_endpoint, make_question
+from tests.workers import wait_for
+
+pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def chat_server():
+    with ChatServer() as server:
+        yield server
+
+
+def make_questions(dataset, count: int, *, dialogue_every: int = 0):
+    questions = []
+    for i in range(count):
+        if dialogue_every and i % dialogue_every == 0:
+            questions.append(make_question(dataset=dataset, task="Coherence", group=f"0011{i:04d}", text=f"问题{i}",
+                                           history=[{"user": "这是什么？", "assistant": "一张图。"}]))
+        else:
+            questions.append(make_question(dataset=dataset, group=f"0000{i:04d}", text=f"问题{i}"))
+    return questions
+
+
+def finished(run: InferenceRun, timeout: float = 60) -> InferenceRun:
+    return wait_for(lambda: InferenceRun.objects.filter(pk=run.pk).exclude(status__in=["queued", "running"]).first(),
+                    timeout=timeout, what=f"run {run.pk} to stop")
+
+
+def test_it_answers_every_question_once(celery_worker, chat_server):
+    dataset = make_dataset()
+    questions = make_questions(dataset, 12, dialogue_every=4)
+    endpoint = make_endpoint(base_url=chat_server.base_url, concurrency=4, max_retries=3)
+    run = finished(services.inference_run_create(endpoint=endpoint, dataset=dataset))
+    assert (run.status, run.done, run.failed, run.total) == ("done", 12, 0, 12)
+    answers = {r.question_id: r.text for r in Response.objects.filter(run=run)}
+    assert set(answers) == {q.pk for q in questions}
+    assert all(text for text in answers.values())
+
+
+def test_it_retries_transient_failures_and_records_permanent_ones(celery_worker, chat_server):
+    dataset = make_dataset()
+    questions = make_questions(dataset, 10)
+    chat_server.fail_next(1, "429")
+    chat_server.fail_next(1, "500")
+    chat_server.fail_next(1, "drop")
+    chat_server.fail_next(1, "malformed")
+    chat_server.fail_when(lambda messages, body: "问题7" in json.dumps(messages, ensure_ascii=False), "400")
+    endpoint = make_endpoint(base_url=chat_server.base_url, concurrency=2, max_retries=4)
+    run = finished(services.inference_run_create(endpoint=endpoint, dataset=dataset))
+    assert (run.status, run.done, run.failed) == ("done", 9, 1)
+    failed = Response.objects.get(run=run, question=questions[7])
+    assert "400" in failed.error and failed.text == ""
+    assert Response.objects.filter(run=run).count() == 10
+
+
+def test_it_cancels_between_batches_and_resumes(celery_worker, chat_server):
+    dataset = make_dataset()
+    make_questions(dataset, 40)
+    chat_server.latency_s = 0.15
+    endpoint = make_endpoint(base_url=chat_server.base_url, concurrency=1)  # batches of 32
+    run = services.inference_run_create(endpoint=endpoint, dataset=dataset)
+    wait_for(lambda: Response.objects.filter(run=run).exists(), timeout=30, what="the first answers")
+    assert run.cancel()
+    run = finished(run)
+    answered = Response.objects.filter(run=run).count()
+    assert run.status == "cancelled" and 0 < answered < 40
+    chat_server.latency_s = 0
+    assert services.inference_run_resume(run=run)
+    run = finished(run)
+    assert (run.status, run.done, Response.objects.filter(run=run).count()) == ("done", 40, 40)
+
+
+def test_it_retries_failed_items_on_request(celery_worker, chat_server):
+    dataset = make_dataset()
+    questions = make_questions(dataset, 5)
+    chat_server.fail_when(lambda messages, body: "问题2" in json.dumps(messages, ensure_ascii=False), "400", times=1)
+    endpoint = make_endpoint(base_url=chat_server.base_url, concurrency=2)
+    run = finished(services.inference_run_create(endpoint=endpoint, dataset=dataset))
+    assert run.failed == 1
+    assert services.inference_run_retry_failed(run=run) == 1
+    run = finished(run)
+    assert (run.done, run.failed) == (5, 0)
+    assert Response.objects.get(run=run, question=questions[2]).error == ""
+
+
+def test_it_fails_the_run_with_a_clear_error_when_the_server_is_dead(celery_worker):
+    dataset = make_dataset()
+    make_questions(dataset, 3)
+    endpoint = make_endpoint(base_url="http://127.0.0.1:9/v1", max_retries=1, timeout_s=2)
+    run = finished(services.inference_run_create(endpoint=endpoint, dataset=dataset))
+    # A dead endpoint is a per-item error after retries: nothing is silently missing.
+    assert run.done + run.failed == 3 and run.failed == 3
+    assert all(r.error for r in Response.objects.filter(run=run))
+
+
+def test_it_runs_from_the_command_line_and_waits(celery_worker, chat_server):
+    dataset = make_dataset(name="cli")
+    make_questions(dataset, 6)
+    call_command("add_endpoint", "cli-vlm", "--role", "vlm", "--backend", "openai", "--base-url",
+                 chat_server.base_url, "--model", "m", "--concurrency", "3", stdout=io.StringIO())
+    out = io.StringIO()
+    call_command("run_inference", "--endpoint", "cli-vlm", "--dataset", "cli", "--wait", stdout=out,
+                 stderr=io.StringIO())
+    lines = out.getvalue().strip().splitlines()
+    assert lines[0].startswith("run_id=")
+    assert lines[-1] == "done=6 failed=0"
