@@ -76,3 +76,45 @@ class ResponsesImportForm(forms.Form):
     endpoint = forms.ModelChoiceField(queryset=ModelEndpoint.objects.filter(role="vlm"), label="模型 Model")
     dataset = forms.ModelChoiceField(queryset=Dataset.objects.all(), label="数据集 Dataset")
     file = forms.FileField(label='JSONL: {"question_id": ..., "predict": ...} per line')
+
+
+class CriticRunForm(forms.Form):
+    critic = forms.ModelChoiceField(queryset=ModelEndpoint.objects.filter(role="critic"), label="评分模型 Critic")
+    template = forms.ModelChoiceField(queryset=None, label="模板 Template (name:version)")
+    inference_runs = forms.ModelMultipleChoiceField(queryset=None, label="推理运行 Inference runs",
+                                                    widget=forms.CheckboxSelectMultiple)
+    max_retries = forms.IntegerField(min_value=0, max_value=10, initial=2,
+                                     label="重试 Extra attempts for an unparseable reply")
+
+    def __init__(self, *args, **kwargs) -> None:
+        from .models import InferenceRun, PromptTemplate
+
+        super().__init__(*args, **kwargs)
+        self.fields["template"].queryset = PromptTemplate.objects.filter(kind="critic").order_by("name", "-version")
+        self.fields["inference_runs"].queryset = InferenceRun.objects.filter(done__gt=0).select_related(
+            "endpoint", "dataset").order_by("-created_at")
+        self.fields["inference_runs"].label_from_instance = lambda run: (
+            f"#{run.pk} {run.endpoint.name} · {run.dataset.name} · {run.done} answers")
+
+
+class TemplateForm(forms.Form):
+    body = forms.CharField(widget=forms.Textarea(attrs={"rows": 24, "spellcheck": "false"}), label="模板 Template")
+    note = forms.CharField(required=False, max_length=300, label="说明 What changed")
+
+    def __init__(self, *args, kind: str, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.kind = kind
+
+    def clean_body(self) -> str:
+        from .prompts import validate_template
+
+        body = self.cleaned_data["body"]
+        problems = validate_template(self.kind, body)
+        if problems:
+            raise forms.ValidationError(problems)
+        return body
+
+
+class NewTemplateForm(TemplateForm):
+    name = forms.SlugField(max_length=100, label="名称 Name")
+    kind_choice = forms.ChoiceField(choices=[("critic", "critic"), ("rewrite", "rewrite")], label="类型 Kind")

@@ -212,12 +212,21 @@ class Run(models.Model):
         return self.status in ACTIVE_STATUSES
 
     @property
+    def processed(self) -> int:
+        return self.done + self.failed
+
+    @property
+    def retryable(self) -> int:
+        """Items a "retry" would redo."""
+        return self.failed
+
+    @property
     def remaining(self) -> int:
-        return max(self.total - self.done - self.failed, 0)
+        return max(self.total - self.processed, 0)
 
     @property
     def percent(self) -> float:
-        return 100.0 * (self.done + self.failed) / self.total if self.total else 0.0
+        return 100.0 * self.processed / self.total if self.total else 0.0
 
     def claim(self, worker: str) -> bool:
         """Take the run for this worker if nobody live holds it; True when we got it."""
@@ -261,11 +270,11 @@ class Run(models.Model):
         self.refresh_from_db()
 
     def items_per_second(self) -> float | None:
-        if not self.started_at or not (self.done + self.failed):
+        if not self.started_at or not self.processed:
             return None
         end = self.finished_at or timezone.now()
         seconds = (end - self.started_at).total_seconds()
-        return (self.done + self.failed) / seconds if seconds > 0 else None
+        return self.processed / seconds if seconds > 0 else None
 
     def seconds_left(self) -> float | None:
         rate = self.items_per_second()
@@ -288,6 +297,10 @@ class InferenceRun(Run):
 
     def __str__(self) -> str:
         return f"Run {self.pk}: {self.endpoint} on {self.dataset}"
+
+    @property
+    def resumable(self) -> bool:
+        return self.source == self.Source.WORKER
 
     def questions(self):
         from annotation.models import Question
@@ -349,6 +362,18 @@ class CriticRun(Run):
     @property
     def label(self) -> str:
         return self.name or (self.critic.name if self.critic_id else f"critic run {self.pk}")
+
+    @property
+    def processed(self) -> int:
+        return self.done + self.unparsed + self.failed
+
+    @property
+    def retryable(self) -> int:
+        return self.unparsed + self.failed
+
+    @property
+    def resumable(self) -> bool:
+        return self.critic_id is not None
 
     def responses(self):
         return Response.objects.filter(run__in=self.inference_runs.all(), error="")

@@ -19,7 +19,18 @@ from django.utils import timezone
 from annotation.models import Dataset, Question
 
 from .backends.base import Message
-from .models import CriticRun, EndpointCheck, InferenceRun, ModelEndpoint, Ping, Response, RewriteRun, Run
+from .models import (
+    CriticRun,
+    CriticScore,
+    EndpointCheck,
+    InferenceRun,
+    ModelEndpoint,
+    Ping,
+    PromptTemplate,
+    Response,
+    RewriteRun,
+    Run,
+)
 
 log = logging.getLogger(__name__)
 
@@ -351,8 +362,206 @@ def run_wait(run: Run, *, timeout: float | None = None, interval: float = 1.0,
         time.sleep(interval)
 
 
+# --- critic runs ----------------------------------------------------------------------------------------
+
+DEFAULT_CRITIC_TEMPLATE_NAME = "alignbench-default"
+
+
+def critic_template_default() -> PromptTemplate:
+    """Our Chinese CritiqueVLM-style template, version 1, created on first use."""
+    from .prompts import DEFAULT_CRITIC_TEMPLATE
+
+    template, _ = PromptTemplate.objects.get_or_create(
+        kind=PromptTemplate.Kind.CRITIC, name=DEFAULT_CRITIC_TEMPLATE_NAME, version=1,
+        defaults={"body": DEFAULT_CRITIC_TEMPLATE, "note": "alignbench default (Chinese, CritiqueVLM-style)"},
+    )
+    return template
+
+
+def rewrite_template_default() -> PromptTemplate:
+    from .prompts import DEFAULT_REWRITE_TEMPLATE
+
+    template, _ = PromptTemplate.objects.get_or_create(
+        kind=PromptTemplate.Kind.REWRITE, name=DEFAULT_CRITIC_TEMPLATE_NAME, version=1,
+        defaults={"body": DEFAULT_REWRITE_TEMPLATE, "note": "alignbench default (Chinese)"},
+    )
+    return template
+
+
+def critic_prompt(*, template: PromptTemplate, response: Response) -> str:
+    from .prompts import render_critic_prompt
+
+    question = response.question
+    return render_critic_prompt(template.body, task=question.task, history=question.history, question=question.text,
+                                reference=question.reference_answer, answer=response.text,
+                                task_rules=template.task_rules)
+
+
+@transaction.atomic
+def critic_run_create(*, critic: ModelEndpoint, template: PromptTemplate, inference_runs: list[InferenceRun],
+                      max_retries: int = 2, by=None) -> CriticRun:
+    if critic.role != ModelEndpoint.Role.CRITIC:
+        raise ValueError(f"Endpoint {critic.name} is a {critic.role}, not a critic.")
+    if template.kind != PromptTemplate.Kind.CRITIC:
+        raise ValueError(f"Template {template} is not a critic template.")
+    if not inference_runs:
+        raise ValueError("Pick at least one inference run to score.")
+    run = CriticRun.objects.create(critic=critic, template=template, max_retries=max_retries, created_by=by,
+                                   params={**critic.generation_params(), "template": str(template)})
+    run.inference_runs.set(inference_runs)
+    run.total = run.responses().count()
+    run.save(update_fields=["total"])
+    run_enqueue(run)
+    return run
+
+
+def _refresh_critic_counts(run: CriticRun) -> None:
+    S = CriticScore.ParseStatus
+    counts = CriticScore.objects.filter(critic_run=run).aggregate(
+        done=Count("id", filter=Q(parse_status__in=[S.PARSED, S.RECOVERED])),
+        unparsed=Count("id", filter=Q(parse_status=S.UNPARSED)),
+        failed=Count("id", filter=Q(parse_status=S.FAILED)),
+    )
+    CriticRun.objects.filter(pk=run.pk).update(total=run.responses().count(), updated_at=timezone.now(), **counts)
+
+
+def _critic_conversation(prompt: str, response: Response, *, send_image: bool) -> list[Message]:
+    images = (response.question.image.file.path,) if send_image else ()
+    return [Message("user", prompt, images)]
+
+
+def critic_score_build(*, run: CriticRun, response: Response, prompt: str, result, attempts: int) -> CriticScore:
+    from .backends import expected_score
+    from .parsing import parse_critique
+
+    row = CriticScore(critic_run=run, response=response, prompt=prompt, raw_output=result.text, attempts=attempts)
+    if result.error:
+        row.parse_status, row.error = CriticScore.ParseStatus.FAILED, result.error[:4000]
+        return row
+    parsed = parse_critique(result.text)
+    row.score, row.critique, row.parse_status = parsed.rating, parsed.reason, parsed.status
+    if result.score_probs:
+        mean, spread = expected_score(result.score_probs)
+        row.expected_score, row.expected_spread = min(max(mean, 1.0), 10.0), spread
+    return row
+
+
 def critic_run_work(run_id: int) -> None:
-    raise NotImplementedError("critic runs arrive with issue 5")
+    from .backends import get_backend
+
+    run = CriticRun.objects.select_related("critic", "template").filter(pk=run_id).first()
+    if run is None:
+        return
+    critic = run.critic
+    openai = critic.backend == ModelEndpoint.Backend.OPENAI
+    batch_size = max(critic.concurrency * 4, 32) if openai else critic.batch_size
+
+    def pending():
+        return run.pending_responses().select_related("question__image").order_by("id")
+
+    def handle_batch(responses: list[Response]) -> None:
+        backend = get_backend(critic.to_backend_config(), cache_key=critic.cache_key)
+        prompts = {r.pk: critic_prompt(template=run.template, response=r) for r in responses}
+        rows: dict[int, CriticScore] = {}
+        todo = list(responses)
+        # An unparseable reply is asked again (bounded); a request that failed was already retried
+        # by the backend, so it is recorded as failed at once.
+        for attempt in range(1, run.max_retries + 2):
+            conversations = [_critic_conversation(prompts[r.pk], r, send_image=critic.send_image) for r in todo]
+            results = backend.generate(conversations, score_probs=True)
+            for response, result in zip(todo, results, strict=True):
+                rows[response.pk] = critic_score_build(run=run, response=response, prompt=prompts[response.pk],
+                                                       result=result, attempts=attempt)
+            todo = [r for r in todo if rows[r.pk].parse_status == CriticScore.ParseStatus.UNPARSED]
+            if not todo:
+                break
+        CriticScore.objects.bulk_create(rows.values(), ignore_conflicts=True)
+
+    run_work_through(run, pending=pending, batch_size=batch_size, handle_batch=handle_batch,
+                     refresh_counts=lambda: _refresh_critic_counts(run))
+
+
+@transaction.atomic
+def critic_run_resume(*, run: CriticRun) -> bool:
+    if run.critic_id is None or not run.requeue():
+        return False
+    run_enqueue(run)
+    return True
+
+
+@transaction.atomic
+def critic_run_retry(*, run: CriticRun) -> int:
+    """Score again the responses whose reply was unparsed or whose request failed."""
+    if run.is_active:
+        raise ValueError("Wait for the critic run to stop (or cancel it) before retrying.")
+    deleted, _ = CriticScore.objects.filter(
+        critic_run=run, parse_status__in=[CriticScore.ParseStatus.UNPARSED, CriticScore.ParseStatus.FAILED]
+    ).delete()
+    _refresh_critic_counts(run)
+    critic_run_resume(run=run)
+    return deleted
+
+
+@transaction.atomic
+def critiques_import(*, lines: Iterable[str], run: InferenceRun, critic_name: str, by=None) -> tuple[CriticRun, ImportReport]:
+    """The released runner's JSONL (question_id, Rating, Reason) as a critic run over ``run``.
+
+    Its -1 (or a missing/invalid rating) means "unparsed": stored as such with the raw line, and
+    counted, never averaged in.
+    """
+    report = ImportReport()
+    critic = ModelEndpoint.objects.filter(name=critic_name, role=ModelEndpoint.Role.CRITIC).first()
+    critic_run = CriticRun.objects.create(critic=critic, name=critic_name, status=Run.Status.DONE, created_by=by,
+                                          params={"imported": True}, started_at=timezone.now(),
+                                          finished_at=timezone.now())
+    critic_run.inference_runs.set([run])
+    responses = {r.question.question_id: r for r in Response.objects.filter(run=run, error="").select_related("question")}
+    rows: dict[int, CriticScore] = {}
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            report.failed.append((number, f"invalid JSON: {exc.msg}"))
+            continue
+        if not isinstance(record, dict) or not isinstance(record.get("question_id"), str):
+            report.failed.append((number, 'needs a "question_id" string'))
+            continue
+        response = responses.get(record["question_id"])
+        if response is None:
+            report.failed.append((number, f"question_id {record['question_id']} has no answer in run {run.pk}"))
+            continue
+        if response.pk in rows:
+            report.failed.append((number, f"question_id {record['question_id']} appears twice"))
+            continue
+        rating, reason = record.get("Rating"), record.get("Reason")
+        valid = isinstance(rating, int) and not isinstance(rating, bool) and 1 <= rating <= 10
+        rows[response.pk] = CriticScore(
+            critic_run=critic_run, response=response, score=rating if valid else None,
+            critique=reason if isinstance(reason, str) else "", raw_output=line.strip(),
+            parse_status=CriticScore.ParseStatus.PARSED if valid else CriticScore.ParseStatus.UNPARSED,
+        )
+    CriticScore.objects.bulk_create(rows.values(), batch_size=1000)
+    report.imported = len(rows)
+    _refresh_critic_counts(critic_run)
+    critic_run.refresh_from_db()
+    return critic_run, report
+
+
+def critiques_export(*, run: CriticRun, out: IO[str]) -> int:
+    count = 0
+    rows = CriticScore.objects.filter(critic_run=run).select_related("response__question").order_by(
+        "response__question__group", "response__question__variant")
+    for row in rows:
+        record = {"question_id": row.response.question.question_id, "Rating": row.score, "Reason": row.critique}
+        if row.score is None:
+            record["parse_status"] = row.parse_status
+        if row.expected_score is not None:
+            record["expected_score"] = round(row.expected_score, 4)
+        out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        count += 1
+    return count
 
 
 def rewrite_run_work(run_id: int) -> None:

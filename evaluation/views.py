@@ -16,8 +16,8 @@ from annotation.roles import RESEARCHER, role_required, staff_required
 from annotation.tasks_catalog import Task
 
 from . import services
-from .forms import EndpointForm, InferenceRunForm, ResponsesImportForm
-from .models import CriticRun, EndpointCheck, InferenceRun, ModelEndpoint, Ping, Response, Worker
+from .forms import CriticRunForm, EndpointForm, InferenceRunForm, ResponsesImportForm, TemplateForm
+from .models import CriticRun, CriticScore, EndpointCheck, InferenceRun, ModelEndpoint, Ping, PromptTemplate, Response, Worker
 
 
 @require_GET
@@ -230,3 +230,140 @@ def responses_import(request: HttpRequest) -> HttpResponse:
                 return redirect("evaluation:run", pk=run.pk)
     return TemplateResponse(request, "evaluation/responses_import.html", {"form": form, "report": report},
                             status=400 if form.errors else 200)
+
+
+# --- critic runs ----------------------------------------------------------------------------------------
+
+
+@require_http_methods(["GET", "POST"])
+@role_required(RESEARCHER)
+def critic_run_create(request: HttpRequest) -> HttpResponse:
+    default = services.critic_template_default()
+    initial = {"template": default.pk, "inference_runs": request.GET.getlist("run")}
+    form = CriticRunForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            run = services.critic_run_create(critic=data["critic"], template=data["template"],
+                                             inference_runs=list(data["inference_runs"]),
+                                             max_retries=data["max_retries"], by=request.user)
+        except ValueError as exc:
+            form.add_error(None, str(exc))
+        else:
+            return redirect("evaluation:critic_run", pk=run.pk)
+    return TemplateResponse(request, "evaluation/critic_run_new.html", {"form": form},
+                            status=400 if form.errors else 200)
+
+
+@require_GET
+@role_required(RESEARCHER)
+def critic_run_detail(request: HttpRequest, pk: int) -> TemplateResponse:
+    run = get_object_or_404(CriticRun.objects.select_related("critic", "template"), pk=pk)
+    scores = CriticScore.objects.filter(critic_run=run).select_related("response__question").order_by("id")
+    status = request.GET.get("status", "")
+    if status in CriticScore.ParseStatus.values:
+        scores = scores.filter(parse_status=status)
+    context = {"run": run, "page": Paginator(scores, 25).get_page(request.GET.get("page")), "status": status,
+               "statuses": CriticScore.ParseStatus.choices, "inference_runs": run.inference_runs.all()}
+    template = "evaluation/critic_run.html"
+    if request.htmx:
+        template += "#scores" if request.htmx.target == "scores" else "#progress"
+    return TemplateResponse(request, template, context)
+
+
+def _after_critic_action(request: HttpRequest, run: CriticRun) -> HttpResponse:
+    if request.htmx:
+        run.refresh_from_db()
+        return TemplateResponse(request, "evaluation/critic_run.html#progress", {"run": run})
+    return redirect("evaluation:critic_run", pk=run.pk)
+
+
+@require_POST
+@role_required(RESEARCHER)
+def critic_run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    run = get_object_or_404(CriticRun, pk=pk)
+    run.cancel()
+    return _after_critic_action(request, run)
+
+
+@require_POST
+@role_required(RESEARCHER)
+def critic_run_resume(request: HttpRequest, pk: int) -> HttpResponse:
+    run = get_object_or_404(CriticRun, pk=pk)
+    if not services.critic_run_resume(run=run):
+        messages.info(request, "Only a stopped critic run with a critic endpoint can be resumed.")
+    return _after_critic_action(request, run)
+
+
+@require_POST
+@role_required(RESEARCHER)
+def critic_run_retry(request: HttpRequest, pk: int) -> HttpResponse:
+    run = get_object_or_404(CriticRun, pk=pk)
+    try:
+        count = services.critic_run_retry(run=run)
+        messages.success(request, f"Scoring {count} unparsed or failed items again.")
+    except ValueError as exc:
+        messages.error(request, str(exc))
+    return _after_critic_action(request, run)
+
+
+@require_GET
+@role_required(RESEARCHER)
+def critic_run_export(request: HttpRequest, pk: int) -> HttpResponse:
+    run = get_object_or_404(CriticRun, pk=pk)
+    out = io.StringIO()
+    services.critiques_export(run=run, out=out)
+    response = HttpResponse(out.getvalue(), content_type="application/jsonl; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="critic-run-{run.pk}.jsonl"'
+    return response
+
+
+@require_GET
+@role_required(RESEARCHER)
+def response_detail(request: HttpRequest, pk: int) -> TemplateResponse:
+    """One answer with every critique of it; the raw reply and the exact prompt on demand."""
+    response = get_object_or_404(Response.objects.select_related("run__endpoint", "question__image"), pk=pk)
+    scores = response.critic_scores.select_related("critic_run__critic").order_by("id")
+    context = {"response": response, "scores": scores}
+    show, score_id = request.GET.get("show"), request.GET.get("score", "")
+    if request.htmx and show in ("raw", "prompt") and score_id.isdigit():
+        score = get_object_or_404(scores, pk=score_id)
+        return TemplateResponse(request, "evaluation/response.html#detail", {"score": score, "show": show})
+    return TemplateResponse(request, "evaluation/response.html", context)
+
+
+# --- prompt templates -----------------------------------------------------------------------------------
+
+
+@require_GET
+@role_required(RESEARCHER)
+def templates_list(request: HttpRequest) -> TemplateResponse:
+    services.critic_template_default()
+    services.rewrite_template_default()
+    rows = PromptTemplate.objects.select_related("created_by").order_by("kind", "name", "-version")
+    return TemplateResponse(request, "evaluation/templates.html", {"templates": rows})
+
+
+@require_http_methods(["GET", "POST"])
+@role_required(RESEARCHER)
+def template_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """Editing never changes a version: saving makes the next one, so runs keep their exact words."""
+    template = get_object_or_404(PromptTemplate, pk=pk)
+    form = TemplateForm(request.POST or None, kind=template.kind, initial={"body": template.body})
+    if request.method == "POST" and form.is_valid():
+        new = template.revise(body=form.cleaned_data["body"], note=form.cleaned_data["note"], by=request.user)
+        messages.success(request, f"Saved as {new}.")
+        return redirect("evaluation:template", pk=new.pk)
+    versions = PromptTemplate.objects.filter(kind=template.kind, name=template.name).order_by("-version")
+    context = {"template": template, "form": form, "versions": versions,
+               "preview_responses": Response.objects.filter(error="").select_related("question").order_by("-id")[:50]}
+    return TemplateResponse(request, "evaluation/template.html", context, status=400 if form.errors else 200)
+
+
+@require_GET
+@role_required(RESEARCHER)
+def template_preview(request: HttpRequest, pk: int) -> TemplateResponse:
+    template = get_object_or_404(PromptTemplate, pk=pk, kind=PromptTemplate.Kind.CRITIC)
+    response = Response.objects.select_related("question").filter(pk=request.GET.get("response") or 0).first()
+    prompt = services.critic_prompt(template=template, response=response) if response else ""
+    return TemplateResponse(request, "evaluation/template.html#preview", {"prompt": prompt, "response": response})

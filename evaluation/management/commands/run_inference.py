@@ -39,9 +39,9 @@ class Command(BaseCommand):
         last = [-1]
 
         def progress(r) -> None:
-            if r.done + r.failed != last[0]:
-                last[0] = r.done + r.failed
-                self.stderr.write(f"{r.status} {r.done + r.failed}/{r.total}")
+            if r.processed != last[0]:
+                last[0] = r.processed
+                self.stderr.write(f"{r.status} {r.processed}/{r.total}")
 
         try:
             run = services.run_wait(run, timeout=o["timeout"], on_progress=progress)
