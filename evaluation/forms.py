@@ -98,7 +98,8 @@ class CriticRunForm(forms.Form):
 
 
 class TemplateForm(forms.Form):
-    body = forms.CharField(widget=forms.Textarea(attrs={"rows": 24, "spellcheck": "false"}), label="模板 Template")
+    body = forms.CharField(widget=forms.Textarea(attrs={"rows": 24, "spellcheck": "false"}), label="模板 Template",
+                           strip=False)  # whitespace in a prompt is part of the prompt
     note = forms.CharField(required=False, max_length=300, label="说明 What changed")
 
     def __init__(self, *args, kind: str, **kwargs) -> None:

@@ -1,0 +1,103 @@
+import pytest
+from django.urls import reverse
+
+from evaluation import services
+from evaluation.models import CriticRun, PromptTemplate
+from tests.factories import make_critic_score, make_dataset, make_endpoint, make_question, make_response, make_run
+
+
+@pytest.fixture
+def scored(db):
+    dataset = make_dataset()
+    run = make_run(endpoint=make_endpoint(), dataset=dataset, status="done", done=1, total=1)
+    seed = make_question(dataset=dataset, group="00110000", task="Coherence", text="那后来呢？",
+                         history=[{"user": "第一问", "assistant": "第一答"}, {"user": "第二问", "assistant": "第二答"},
+                                  {"user": "第三问", "assistant": "第三答"}], reference="参考<i>答案</i>")
+    response = make_response(run=run, question=seed, text="回答")
+    critic_run = CriticRun.objects.create(critic=make_endpoint(name="judge", role="critic"), status="done",
+                                          template=services.critic_template_default(), done=1, total=1)
+    critic_run.inference_runs.set([run])
+    score = make_critic_score(critic_run=critic_run, response=response, score=3, critique="<b>理由</b>",
+                              raw_output='{"Rating": 3, "Reason": "<b>理由</b>"}', prompt="PROMPT-SENT-XYZ",
+                              expected_score=3.4, expected_spread=0.8)
+    return {"run": run, "response": response, "critic_run": critic_run, "score": score}
+
+
+@pytest.mark.parametrize("name,arg", [("evaluation:critic_run_create", None), ("evaluation:critic_run", "critic_run"),
+                                      ("evaluation:critic_run_export", "critic_run"), ("evaluation:response", "response"),
+                                      ("evaluation:templates", None)])
+def test_it_keeps_critic_pages_to_researchers(client, scored, annotator, researcher, name, arg):
+    url = reverse(name, args=[scored[arg].pk] if arg else [])
+    client.force_login(annotator)
+    assert client.get(url).status_code == 403
+    client.force_login(researcher)
+    assert client.get(url).status_code == 200
+
+
+def test_it_starts_a_critic_run_after_commit(client, scored, researcher, django_capture_on_commit_callbacks):
+    client.force_login(researcher)
+    critic = make_endpoint(name="judge2", role="critic")
+    template = services.critic_template_default()
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = client.post(reverse("evaluation:critic_run_create"), {
+            "critic": critic.pk, "template": template.pk, "inference_runs": [scored["run"].pk], "max_retries": 1})
+    run = CriticRun.objects.get(critic=critic)
+    assert response.status_code == 302 and (run.total, run.max_retries, run.status) == (1, 1, "queued")
+    assert len(callbacks) == 1
+
+
+def test_it_refuses_a_vlm_as_critic(client, scored, researcher):
+    client.force_login(researcher)
+    response = client.post(reverse("evaluation:critic_run_create"), {
+        "critic": scored["run"].endpoint_id, "template": services.critic_template_default().pk,
+        "inference_runs": [scored["run"].pk], "max_retries": 1})
+    assert response.status_code == 400
+
+
+def test_it_shows_a_critique_escaped_with_raw_and_prompt_on_demand(client, scored, researcher):
+    client.force_login(researcher)
+    url = reverse("evaluation:response", args=[scored["response"].pk])
+    html = client.get(url).content.decode()
+    assert "&lt;b&gt;理由&lt;/b&gt;" in html and "<b>理由</b>" not in html
+    assert "PROMPT-SENT-XYZ" not in html, "the prompt is shown on demand only"
+    partial = client.get(url, {"show": "prompt", "score": scored["score"].pk}, headers={"HX-Request": "true"})
+    assert "PROMPT-SENT-XYZ" in partial.content.decode() and "<html" not in partial.content.decode()
+    raw = client.get(url, {"show": "raw", "score": scored["score"].pk}, headers={"HX-Request": "true"})
+    assert "&quot;Rating&quot;: 3" in raw.content.decode()
+
+
+def test_it_shows_progress_and_filters_scores(client, scored, researcher):
+    client.force_login(researcher)
+    url = reverse("evaluation:critic_run", args=[scored["critic_run"].pk])
+    html = client.get(url).content.decode()
+    assert 'data-testid="run-unparsed">0' in html and "3.40" in html
+    partial = client.get(url, {"status": "unparsed"}, headers={"HX-Request": "true", "HX-Target": "scores"})
+    assert "No scores yet" in partial.content.decode()
+
+
+def test_it_saves_a_template_edit_as_a_new_version(client, researcher):
+    client.force_login(researcher)
+    template = services.critic_template_default()
+    body = template.body.replace("专家", "资深专家", 1)
+    response = client.post(reverse("evaluation:template", args=[template.pk]), {"body": body, "note": "wording"})
+    new = PromptTemplate.objects.get(kind="critic", name=template.name, version=2)
+    assert response.status_code == 302 and new.body == body and new.created_by == researcher
+    template.refresh_from_db()
+    assert "资深专家" not in template.body
+
+
+def test_it_refuses_a_template_without_required_placeholders(client, researcher):
+    client.force_login(researcher)
+    template = services.critic_template_default()
+    response = client.post(reverse("evaluation:template", args=[template.pk]), {"body": "请打分 {{question}}"})
+    assert response.status_code == 400 and "answer" in response.content.decode()
+    assert PromptTemplate.objects.filter(kind="critic").count() == 1
+
+
+def test_it_previews_a_template_for_a_three_round_dialogue(client, scored, researcher):
+    client.force_login(researcher)
+    template = services.critic_template_default()
+    html = client.get(reverse("evaluation:template_preview", args=[template.pk]),
+                      {"response": scored["response"].pk}, headers={"HX-Request": "true"}).content.decode()
+    assert html.index("第1轮") < html.index("第2轮") < html.index("第3轮")
+    assert "参考&lt;i&gt;答案&lt;/i&gt;" in html and "多轮对话" in html
