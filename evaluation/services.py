@@ -236,8 +236,9 @@ def inference_run_work(run_id: int) -> None:
         return
     endpoint = run.endpoint
     openai = endpoint.backend == ModelEndpoint.Backend.OPENAI
-    # HTTP: enough items per batch to keep every concurrent slot busy; local weights: one generate() call.
-    batch_size = max(endpoint.concurrency * 4, 32) if openai else endpoint.batch_size
+    # HTTP: two rounds of the concurrent slots per batch (busy slots, frequent progress); local weights:
+    # one generate() call.
+    batch_size = max(endpoint.concurrency * 2, 8) if openai else endpoint.batch_size
 
     def pending():
         return run.pending_questions().select_related("image").order_by("id")
@@ -454,7 +455,7 @@ def critic_run_work(run_id: int) -> None:
         return
     critic = run.critic
     openai = critic.backend == ModelEndpoint.Backend.OPENAI
-    batch_size = max(critic.concurrency * 4, 32) if openai else critic.batch_size
+    batch_size = max(critic.concurrency * 2, 8) if openai else critic.batch_size
 
     def pending():
         return run.pending_responses().select_related("question__image").order_by("id")

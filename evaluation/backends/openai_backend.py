@@ -32,6 +32,7 @@ import base64
 import logging
 import math
 import random
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from email.utils import parsedate_to_datetime
@@ -40,8 +41,15 @@ from typing import Any
 
 import httpx
 
-from .base import BackendConfig, Message, Result, classify_rating_token, find_rating_offset, is_zero_continuation
-from .base import rating_distribution
+from .base import (
+    BackendConfig,
+    Message,
+    Result,
+    classify_rating_token,
+    find_rating_offset,
+    is_zero_continuation,
+    rating_distribution,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -87,18 +95,36 @@ class OpenAIBackend:
             timeout=httpx.Timeout(config.timeout_s, connect=min(config.timeout_s, 10.0)),
             limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
         )
+        # The cache may evict us while another thread is mid-batch: close only once that batch is done.
+        self._lock = threading.Lock()
+        self._active = 0
+        self._closing = False
 
     # -- public ---------------------------------------------------------------------------------
 
     def generate(self, conversations: list[list[Message]], *, score_probs: bool = False) -> list[Result]:
-        workers = min(max(1, self.config.concurrency), len(conversations))
-        if workers <= 1:
-            return [self._answer(conversation, score_probs) for conversation in conversations]
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="openai-backend") as pool:
-            return list(pool.map(lambda conversation: self._answer(conversation, score_probs), conversations))
+        with self._lock:
+            self._active += 1
+        try:
+            workers = min(max(1, self.config.concurrency), len(conversations))
+            if workers <= 1:
+                return [self._answer(conversation, score_probs) for conversation in conversations]
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="openai-backend") as pool:
+                return list(pool.map(lambda conversation: self._answer(conversation, score_probs), conversations))
+        finally:
+            with self._lock:
+                self._active -= 1
+                close_now = self._closing and self._active == 0
+            if close_now:
+                self._client.close()
 
     def close(self) -> None:
-        self._client.close()
+        """Close the connections, now or when the batch in flight finishes."""
+        with self._lock:
+            self._closing = True
+            close_now = self._active == 0
+        if close_now:
+            self._client.close()
 
     # -- one item -------------------------------------------------------------------------------
 
@@ -255,6 +281,16 @@ def _alternatives(entry: dict[str, Any]) -> list[tuple[str, float]]:
     return pairs
 
 
+def _token_at(entries: list[dict[str, Any]], offset: int) -> int:
+    """Index of the token whose text covers character ``offset`` of the joined token texts."""
+    consumed = 0
+    for index, entry in enumerate(entries):
+        consumed += len(entry["token"])
+        if consumed > offset:
+            return index
+    raise ValueError(f"offset {offset} is past the end of the tokens")
+
+
 def _score_probs(logprobs: Any) -> dict[int, float] | None:
     """P(rating = k) from ``choices[0].logprobs``, or None when there is nothing to read."""
     if not isinstance(logprobs, dict) or not isinstance(logprobs.get("content"), list):
@@ -265,11 +301,8 @@ def _score_probs(logprobs: Any) -> dict[int, float] | None:
     offset = find_rating_offset("".join(entry["token"] for entry in entries))
     if offset is None:
         return None
-    consumed = 0
-    for index, entry in enumerate(entries):
-        consumed += len(entry["token"])
-        if consumed > offset:
-            break
+    index = _token_at(entries, offset)
+    entry = entries[index]
     chosen = classify_rating_token(entry["token"])
     p_zero = None
     if chosen is not None and chosen.bare_one and index + 1 < len(entries):

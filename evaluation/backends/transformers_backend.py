@@ -43,6 +43,7 @@ We want P(rating = k), k = 1..10, at the point where the critic writes its ratin
 from __future__ import annotations
 
 import gc
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +52,14 @@ from typing import Any
 import torch
 from PIL import Image
 
-from .base import BackendConfig, Message, Result, classify_rating_token, find_rating_offset, is_zero_continuation
+from .base import (
+    BackendConfig,
+    Message,
+    Result,
+    classify_rating_token,
+    find_rating_offset,
+    is_zero_continuation,
+)
 
 FORCED_RATING_PREFIX = '{"Rating": '
 
@@ -133,24 +141,46 @@ class TransformersBackend:
             eos = self.tokenizer.eos_token_id
         self._eos_ids: set[int] = set(eos if isinstance(eos, list) else [eos]) - {None}
         self._rating_vocab: _RatingVocab | None = None
+        self._lock = threading.Lock()
+        self._active = 0  # generate() calls in progress
+        self._closing = False
 
     # -- public ---------------------------------------------------------------------------------
 
     def generate(self, conversations: list[list[Message]], *, score_probs: bool = False) -> list[Result]:
-        results = [Result() for _ in conversations]
-        prepared: list[tuple[int, _Prepared]] = []
-        for index, conversation in enumerate(conversations):
-            try:
-                prepared.append((index, self._prepare(conversation)))
-            except Exception as exc:  # one bad item (image, template) fails alone
-                results[index].error = _describe(exc)
-        size = max(1, self.config.batch_size)
-        for start in range(0, len(prepared), size):
-            self._run_batch(prepared[start:start + size], results, score_probs)
-        return results
+        with self._lock:
+            if self.model is None:
+                raise RuntimeError("this backend was closed; get a fresh one from get_backend()")
+            self._active += 1
+        try:
+            results = [Result() for _ in conversations]
+            prepared: list[tuple[int, _Prepared]] = []
+            for index, conversation in enumerate(conversations):
+                try:
+                    prepared.append((index, self._prepare(conversation)))
+                except Exception as exc:  # one bad item (image, template) fails alone
+                    results[index].error = _describe(exc)
+            size = max(1, self.config.batch_size)
+            for start in range(0, len(prepared), size):
+                self._run_batch(prepared[start:start + size], results, score_probs)
+            return results
+        finally:
+            with self._lock:
+                self._active -= 1
+                free_now = self._closing and self._active == 0
+            if free_now:
+                self._free()
 
     def close(self) -> None:
-        """Free the weights (the cache calls this when it evicts us)."""
+        """Free the weights (the cache calls this when it evicts us), at once or, if another thread
+        is generating, when it finishes."""
+        with self._lock:
+            self._closing = True
+            free_now = self._active == 0
+        if free_now:
+            self._free()
+
+    def _free(self) -> None:
         self.model = None
         gc.collect()
         if torch.cuda.is_available():

@@ -68,7 +68,7 @@ def test_it_cancels_between_batches_and_resumes(celery_worker, chat_server):
     dataset = make_dataset()
     make_questions(dataset, 40)
     chat_server.latency_s = 0.15
-    endpoint = make_endpoint(base_url=chat_server.base_url, concurrency=1)  # batches of 32
+    endpoint = make_endpoint(base_url=chat_server.base_url, concurrency=1)  # batches of 8
     run = services.inference_run_create(endpoint=endpoint, dataset=dataset)
     wait_for(lambda: Response.objects.filter(run=run).exists(), timeout=30, what="the first answers")
     assert run.cancel()
