@@ -77,7 +77,10 @@ _NOT_NUMBERS = frozenset({"千万", "万一", "一一", "万万"})
 
 
 def _cn_value(run: str) -> int | None:
-    """Value of a simple Chinese numeral: 三, 十二, 二十五, 三百零五, 两千, 一万; 二〇二三 as digits."""
+    """Value of a simple Chinese numeral: 三, 十二, 二十五, 三百零五, 两千, 一万; 二〇二三 as digits.
+    None for what is not a plain number (七八 "seven or eight", a run too long to be one)."""
+    if len(run) > 12:
+        return None
     if all(char in _CN_DIGITS for char in run):
         if len(run) == 1:
             return _CN_DIGITS[run]
@@ -169,10 +172,6 @@ _CN_ORG = re.compile(r"(?P<stem>[\u4e00-\u9fff]{2})(?P<suffix>省|市(?![场民�
 _GENERIC_STEM_CHARS = frozenset("这那该个此哪什么的家在是了和与及或有各每本某其全外城都超门大小")
 
 
-def _inside(token: _Token, spans: list[tuple[int, int]]) -> bool:
-    return any(start <= token.start and token.end <= end for start, end in spans)
-
-
 def _outside(tokens: list[_Token], spans: list[tuple[int, int]]) -> list[_Token]:
     """The tokens not inside any of the spans; spans are merged and searched by bisection, so a
     long rambling proposal costs n log n rather than tokens x spans."""
@@ -206,31 +205,26 @@ def _titles(folded: str) -> list[_Token]:
 
 def _latin(folded: str, skip: list[tuple[int, int]]) -> list[tuple[_Token, str]]:
     """Latin tokens with their kind: capitalised words are entities, the rest Latin tokens."""
-    tokens = []
-    for match in _LATIN.finditer(folded):
-        token = _Token(match.start(), match.end(), match.group(0), match.group(0).casefold())
-        if _inside(token, skip):
-            continue
-        words = match.group(0).split(" ")
-        kind = ENTITY if all(_CAPITALISED.fullmatch(word) for word in words) else LATIN
-        tokens.append((token, kind))
-    return tokens
+    tokens = [_Token(m.start(), m.end(), m.group(0), m.group(0).casefold()) for m in _LATIN.finditer(folded)]
+    return [
+        (token, ENTITY if all(_CAPITALISED.fullmatch(word) for word in token.surface.split(" ")) else LATIN)
+        for token in _outside(tokens, skip)
+    ]
 
 
 def _chinese_names(folded: str, skip: list[tuple[int, int]]) -> list[_Token]:
-    tokens = []
-    for match in _CN_ORG.finditer(folded):
-        if set(match["stem"]) & _GENERIC_STEM_CHARS:
-            continue
-        token = _Token(match.start(), match.end(), match.group(0), match.group(0))
-        if not _inside(token, skip):
-            tokens.append(token)
-    return tokens
+    tokens = [
+        _Token(m.start(), m.end(), m.group(0), m.group(0))
+        for m in _CN_ORG.finditer(folded)
+        if not set(m["stem"]) & _GENERIC_STEM_CHARS
+    ]
+    return _outside(tokens, skip)
 
 
-def _has_latin(proposal_folded: str, key: str) -> bool:
+def _has_latin(proposal_casefolded: str, key: str) -> bool:
+    """The casefolded word or phrase is in the proposal as a whole word (GDP is not in GDPR)."""
     pattern = r"(?<![a-z0-9])" + re.escape(key).replace(r"\ ", r"\s+") + r"(?![a-z0-9])"
-    return re.search(pattern, proposal_folded.casefold()) is not None
+    return re.search(pattern, proposal_casefolded) is not None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -238,28 +232,31 @@ def _has_latin(proposal_folded: str, key: str) -> bool:
 # ---------------------------------------------------------------------------------------------------
 
 
+def _unique(tokens: list[_Token]) -> list[_Token]:
+    """First occurrence of each surface form: a seed that repeats a token gets one flag for it."""
+    seen: set[str] = set()
+    return [t for t in tokens if not (t.surface in seen or seen.add(t.surface))]
+
+
 def detect_drift(seed: str, proposal: str) -> list[Drift]:
     """What the proposal drops or changes from the seed: numbers, quotations, Latin-script tokens
-    and named entities. An empty list means nothing was noticed."""
+    and named entities, in that order. An empty list means nothing was noticed."""
     seed_folded, proposal_folded = _fold(seed), _fold(proposal)
     proposal_squashed = _squash(proposal)
+    proposal_casefolded = proposal_folded.casefold()
     drifts: list[Drift] = []
-    seen: set[tuple[str, str]] = set()
-
-    def flag(kind: str, token: str, message: str) -> None:
-        if (kind, token) not in seen:
-            seen.add((kind, token))
-            drifts.append(Drift(kind, token, message))
 
     quoted, titles = _quoted(seed_folded), _titles(seed_folded)
     protected = [(t.start, t.end) for t in quoted + titles]
 
-    for token in quoted:
+    for token in _unique(quoted):
         if token.key not in proposal_squashed:
-            flag(QUOTED, token.surface, f"引号中的文字“{token.surface}”被改动或删除。/ Quoted text “{token.surface}” was changed or dropped.")
-    for token in titles:
+            drifts.append(Drift(QUOTED, token.surface, f"引号中的文字“{token.surface}”被改动或删除。"
+                                f"/ Quoted text “{token.surface}” was changed or dropped."))
+    for token in _unique(titles):
         if token.key not in proposal_squashed:
-            flag(ENTITY, token.surface, f"书名《{token.surface}》被改动或删除。/ Title 《{token.surface}》 was changed or dropped.")
+            drifts.append(Drift(ENTITY, token.surface, f"书名《{token.surface}》被改动或删除。"
+                                f"/ Title 《{token.surface}》 was changed or dropped."))
 
     seed_latin = _latin(seed_folded, protected)
     latin_spans = [(t.start, t.end) for t, _ in seed_latin]
@@ -268,27 +265,34 @@ def detect_drift(seed: str, proposal: str) -> list[Drift]:
     proposal_latin = [(t.start, t.end) for t, _ in _latin(proposal_folded, [])]
     proposal_values = {t.key for t in _numbers(proposal_folded, strict=False, skip=proposal_latin)}
     seed_values = {t.key for t in _numbers(seed_folded, strict=False, skip=latin_spans)}
-    for token in _numbers(seed_folded, strict=True, skip=protected + latin_spans):
+    # Numbers the proposal brought in: a missing seed number was probably changed into one of them.
+    new = sorted({t.surface for t in _numbers(proposal_folded, strict=True, skip=proposal_latin)
+                  if t.key not in seed_values})
+    for token in _unique(_numbers(seed_folded, strict=True, skip=protected + latin_spans)):
         if token.key in proposal_values:
             continue
-        new = sorted({t.surface for t in _numbers(proposal_folded, strict=True, skip=proposal_latin)
-                      if t.key not in seed_values})
         if new:
             message = (f"数字 {token.surface} 被改动（改写中出现 {'、'.join(new)}）。"
                        f"/ Number {token.surface} was changed (the proposal has {', '.join(new)}).")
         else:
             message = f"数字 {token.surface} 被删除。/ Number {token.surface} was dropped."
-        flag(NUMBER, token.surface, message)
+        drifts.append(Drift(NUMBER, token.surface, message))
 
+    seen_latin: set[str] = set()
     for token, kind in seed_latin:
-        if not _has_latin(proposal_folded, token.key):
-            what = ("专有名词", "Name") if kind == ENTITY else ("英文", "Latin-script token")
-            flag(kind, token.surface, f"{what[0]} {token.surface} 被改动或删除。/ {what[1]} {token.surface} was changed or dropped.")
+        if token.surface in seen_latin:
+            continue
+        seen_latin.add(token.surface)
+        if not _has_latin(proposal_casefolded, token.key):
+            zh, en = ("专有名词", "Name") if kind == ENTITY else ("英文", "Latin-script token")
+            drifts.append(Drift(kind, token.surface, f"{zh} {token.surface} 被改动或删除。"
+                                f"/ {en} {token.surface} was changed or dropped."))
 
-    for token in _chinese_names(seed_folded, protected):
+    for token in _unique(_chinese_names(seed_folded, protected)):
         # The name without its suffix is the same name: 北京市 -> 北京, 清华大学 -> 清华.
         if token.key[:2] not in proposal_squashed:
-            flag(ENTITY, token.surface, f"专有名词“{token.surface}”被改动或删除。/ Name “{token.surface}” was changed or dropped.")
+            drifts.append(Drift(ENTITY, token.surface, f"专有名词“{token.surface}”被改动或删除。"
+                                f"/ Name “{token.surface}” was changed or dropped."))
     return drifts
 
 

@@ -92,7 +92,8 @@ class ModelEndpoint(models.Model):
 
         return BackendConfig(
             backend=self.backend,
-            kind="vlm" if self.role == self.Role.VLM else "text",
+            # A critic that is sent the image is a VLM judge and loads as one.
+            kind="vlm" if self.role == self.Role.VLM or (self.role == self.Role.CRITIC and self.send_image) else "text",
             path=self.model_path,
             base_url=self.base_url,
             model_name=self.model_name,

@@ -194,6 +194,25 @@ def run_work_through(run: Run, *, pending: Callable[[], Iterable], batch_size: i
         run.finish(error=f"{type(exc).__name__}: {exc}"[:4000])
 
 
+def generate_in_chunks(backend, conversations: list[list[Message]], *, score_probs: bool = False,
+                       flush_every: int = 64, flush_seconds: float = 1.0) -> Iterable[list[tuple[int, object]]]:
+    """Results in chunks of (index, result) as they finish, for backends that can stream them
+    (HTTP); others give one chunk at the end of their batched generate()."""
+    stream = getattr(backend, "generate_iter", None)
+    if stream is None:
+        yield list(enumerate(backend.generate(conversations, score_probs=score_probs)))
+        return
+    chunk: list[tuple[int, object]] = []
+    last = time.monotonic()
+    for item in stream(conversations, score_probs=score_probs):
+        chunk.append(item)
+        if len(chunk) >= flush_every or time.monotonic() - last >= flush_seconds:
+            yield chunk
+            chunk, last = [], time.monotonic()
+    if chunk:
+        yield chunk
+
+
 # --- inference runs -------------------------------------------------------------------------------------
 
 
@@ -236,9 +255,9 @@ def inference_run_work(run_id: int) -> None:
         return
     endpoint = run.endpoint
     openai = endpoint.backend == ModelEndpoint.Backend.OPENAI
-    # HTTP: two rounds of the concurrent slots per batch (busy slots, frequent progress); local weights:
-    # one generate() call.
-    batch_size = max(endpoint.concurrency * 2, 8) if openai else endpoint.batch_size
+    # HTTP: many waves of the concurrent slots per batch (answers are stored as they arrive, so the
+    # batch only bounds the wait for its slowest request); local weights: one generate() call.
+    batch_size = max(endpoint.concurrency * 16, 16) if openai else endpoint.batch_size
 
     def pending():
         return run.pending_questions().select_related("image").order_by("id")
@@ -246,13 +265,13 @@ def inference_run_work(run_id: int) -> None:
     def handle_batch(questions: list[Question]) -> None:
         backend = get_backend(endpoint.to_backend_config(), cache_key=endpoint.cache_key)
         conversations = [conversation_for(q, image_path=q.image.file.path) for q in questions]
-        results = backend.generate(conversations)
-        Response.objects.bulk_create(
-            [Response(run=run, question=q, text=r.text, error=r.error[:4000], latency_s=r.latency_s,
-                      prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens)
-             for q, r in zip(questions, results, strict=True)],
-            ignore_conflicts=True,  # a duplicate after a crash is dropped; the first answer stays
-        )
+        for chunk in generate_in_chunks(backend, conversations):
+            Response.objects.bulk_create(
+                [Response(run=run, question=questions[i], text=r.text, error=r.error[:4000], latency_s=r.latency_s,
+                          prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens) for i, r in chunk],
+                ignore_conflicts=True,  # a duplicate after a crash is dropped; the first answer stays
+            )
+            _refresh_inference_counts(run)
 
     run_work_through(run, pending=pending, batch_size=batch_size, handle_batch=handle_batch,
                      refresh_counts=lambda: _refresh_inference_counts(run))
@@ -455,7 +474,7 @@ def critic_run_work(run_id: int) -> None:
         return
     critic = run.critic
     openai = critic.backend == ModelEndpoint.Backend.OPENAI
-    batch_size = max(critic.concurrency * 2, 8) if openai else critic.batch_size
+    batch_size = max(critic.concurrency * 16, 16) if openai else critic.batch_size
 
     def pending():
         return run.pending_responses().select_related("question__image").order_by("id")
@@ -463,20 +482,28 @@ def critic_run_work(run_id: int) -> None:
     def handle_batch(responses: list[Response]) -> None:
         backend = get_backend(critic.to_backend_config(), cache_key=critic.cache_key)
         prompts = {r.pk: critic_prompt(template=run.template, response=r) for r in responses}
-        rows: dict[int, CriticScore] = {}
         todo = list(responses)
         # An unparseable reply is asked again (bounded); a request that failed was already retried
-        # by the backend, so it is recorded as failed at once.
+        # by the backend, so it is recorded as failed at once. Understood replies are stored as
+        # they arrive; the last attempt stores whatever it got.
         for attempt in range(1, run.max_retries + 2):
+            last_attempt = attempt == run.max_retries + 1
             conversations = [_critic_conversation(prompts[r.pk], r, send_image=critic.send_image) for r in todo]
-            results = backend.generate(conversations, score_probs=True)
-            for response, result in zip(todo, results, strict=True):
-                rows[response.pk] = critic_score_build(run=run, response=response, prompt=prompts[response.pk],
-                                                       result=result, attempts=attempt)
-            todo = [r for r in todo if rows[r.pk].parse_status == CriticScore.ParseStatus.UNPARSED]
+            again: list[Response] = []
+            for chunk in generate_in_chunks(backend, conversations, score_probs=True):
+                rows = []
+                for i, result in chunk:
+                    row = critic_score_build(run=run, response=todo[i], prompt=prompts[todo[i].pk], result=result,
+                                             attempts=attempt)
+                    if row.parse_status == CriticScore.ParseStatus.UNPARSED and not last_attempt:
+                        again.append(todo[i])
+                    else:
+                        rows.append(row)
+                CriticScore.objects.bulk_create(rows, ignore_conflicts=True)
+                _refresh_critic_counts(run)
+            todo = again
             if not todo:
                 break
-        CriticScore.objects.bulk_create(rows.values(), ignore_conflicts=True)
 
     run_work_through(run, pending=pending, batch_size=batch_size, handle_batch=handle_batch,
                      refresh_counts=lambda: _refresh_critic_counts(run))

@@ -267,51 +267,57 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         if not self.path.rstrip("/").endswith("/chat/completions"):
-            self._send(404, {"error": {"message": f"no route {self.path}"}}, status_label="404")
+            self._send(404, {"error": {"message": f"no route {self.path}"}})
             return
         try:
             request = json.loads(body)
         except ValueError:
-            self._send(400, {"error": {"message": "request body is not JSON"}}, status_label="400")
+            self._send(400, {"error": {"message": "request body is not JSON"}})
             return
         mode = self.chat._begin(request, dict(self.headers.items()))
-        status = "drop"
+        self._accounted = False
         try:
             if self.chat.latency_s:
                 time.sleep(self.chat.latency_s)
             if mode is None and request.get("logprobs") and self.chat.reject_logprobs:
                 mode = "400"
-            status = self._respond(mode, request)
+            self._respond(mode, request)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True  # the client gave up (timeout) before we answered
         finally:
+            self._account("drop")
+
+    def _account(self, status: str) -> None:
+        # Counted before the answer leaves: a client that has its answer sees the counters updated.
+        if not getattr(self, "_accounted", True):
+            self._accounted = True
             self.chat._end(status)
 
-    def _respond(self, mode: str | None, request: dict[str, Any]) -> str:
+    def _respond(self, mode: str | None, request: dict[str, Any]) -> None:
         if mode == "drop":
             self.close_connection = True  # closing without a word: the client sees a disconnect
-            return "drop"
-        if mode == "429":
+            self._account("drop")
+        elif mode == "429":
             headers = {"Retry-After": self.chat.retry_after} if self.chat.retry_after is not None else {}
-            return self._send(429, {"error": {"message": "rate limited", "type": "rate_limit"}}, headers)
-        if mode == "500":
-            return self._send(500, {"error": {"message": "internal error"}})
-        if mode == "400":
-            return self._send(400, {"error": {"message": "bad request: the server refuses this one"}})
-        if mode == "malformed":
-            return self._send_bytes(200, b'{"choices": [{"message": {"content": "trunc')
-        if mode == "empty":
-            return self._send(200, {"id": "chatcmpl-empty", "choices": []})
-        if mode == "slow":
-            time.sleep(self.chat.slow_s)
-        return self._send(200, self.chat._completion(request))
+            self._send(429, {"error": {"message": "rate limited", "type": "rate_limit"}}, headers)
+        elif mode == "500":
+            self._send(500, {"error": {"message": "internal error"}})
+        elif mode == "400":
+            self._send(400, {"error": {"message": "bad request: the server refuses this one"}})
+        elif mode == "malformed":
+            self._send_bytes(200, b'{"choices": [{"message": {"content": "trunc')
+        elif mode == "empty":
+            self._send(200, {"id": "chatcmpl-empty", "choices": []})
+        else:
+            if mode == "slow":
+                time.sleep(self.chat.slow_s)
+            self._send(200, self.chat._completion(request))
 
-    def _send(self, code: int, payload: dict[str, Any], headers: dict[str, str] | None = None,
-              status_label: str | None = None) -> str:
-        label = self._send_bytes(code, json.dumps(payload, ensure_ascii=False).encode(), headers)
-        return status_label or label
+    def _send(self, code: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        self._send_bytes(code, json.dumps(payload, ensure_ascii=False).encode(), headers)
 
-    def _send_bytes(self, code: int, body: bytes, headers: dict[str, str] | None = None) -> str:
+    def _send_bytes(self, code: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        self._account(str(code))
         self.send_response(code)
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
@@ -319,4 +325,3 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
-        return str(code)

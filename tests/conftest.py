@@ -10,7 +10,6 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-from tests.factories import make_user  # noqa: E402
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -27,6 +26,13 @@ def _test_settings(settings, media_root):
     settings.MEDIA_ROOT = media_root
     # Real hashing costs ~0.3 s a user; tests make hundreds of users and test no hashing.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def make_user(**kwargs):
+    # Imported here so pure-module tests can run with `-p no:django`.
+    from tests.factories import make_user
+
+    return make_user(**kwargs)
 
 
 @pytest.fixture

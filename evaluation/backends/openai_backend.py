@@ -28,13 +28,15 @@ logprobs, or a reply without a rating, gives ``score_probs=None``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import base64
 import logging
 import math
 import random
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
@@ -103,14 +105,28 @@ class OpenAIBackend:
     # -- public ---------------------------------------------------------------------------------
 
     def generate(self, conversations: list[list[Message]], *, score_probs: bool = False) -> list[Result]:
+        results: list[Result | None] = [None] * len(conversations)
+        for index, result in self.generate_iter(conversations, score_probs=score_probs):
+            results[index] = result
+        return results  # type: ignore[return-value]
+
+    def generate_iter(self, conversations: list[list[Message]], *, score_probs: bool = False
+                      ) -> Iterator[tuple[int, Result]]:
+        """(index, result) pairs in the order they finish, so callers can store each answer at once
+        instead of waiting for the slowest request of a batch."""
         with self._lock:
             self._active += 1
         try:
             workers = min(max(1, self.config.concurrency), len(conversations))
             if workers <= 1:
-                return [self._answer(conversation, score_probs) for conversation in conversations]
+                for index, conversation in enumerate(conversations):
+                    yield index, self._answer(conversation, score_probs)
+                return
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="openai-backend") as pool:
-                return list(pool.map(lambda conversation: self._answer(conversation, score_probs), conversations))
+                futures = {pool.submit(self._answer, conversation, score_probs): index
+                           for index, conversation in enumerate(conversations)}
+                for future in as_completed(futures):
+                    yield futures[future], future.result()
         finally:
             with self._lock:
                 self._active -= 1

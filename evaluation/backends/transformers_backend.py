@@ -59,6 +59,7 @@ from .base import (
     classify_rating_token,
     find_rating_offset,
     is_zero_continuation,
+    rating_distribution,
 )
 
 FORCED_RATING_PREFIX = '{"Rating": '
@@ -289,8 +290,6 @@ class TransformersBackend:
     # -- score probabilities --------------------------------------------------------------------
 
     def _score_probs(self, item: _Prepared, reply_ids: list[int], reply: str) -> dict[int, float] | None:
-        from .base import rating_distribution
-
         vocab = self._rating_vocabulary()
         position = self._rating_token_index(reply_ids, reply)
         if position is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -509,3 +510,25 @@ def test_it_gives_no_score_probs_for_a_reply_without_a_rating(server):
     [result] = http_backend(server).generate([[Message("user", "打分")]], score_probs=True)
 
     assert result.error == "" and result.score_probs is None
+
+
+def test_it_frees_the_weights_on_close(tiny_critic):
+    backend = backends.build_backend(BackendConfig(backend="transformers", kind="text", path=str(tiny_critic)))
+
+    backend.close()
+
+    assert backend.model is None
+    with pytest.raises(RuntimeError):
+        backend.generate([[Message("user", "你好")]])
+
+
+def test_it_closes_an_http_backend_only_after_its_batch_in_flight(server):
+    server.latency_s = 0.2
+    backend = http_backend(server)
+    with ThreadPoolExecutor(1) as pool:
+        batch = pool.submit(backend.generate, [[Message("user", f"问题{i}")] for i in range(4)])
+        time.sleep(0.05)
+        backend.close()  # evicted by the cache while another thread is mid-batch
+
+        assert [r.error for r in batch.result()] == [""] * 4
+    assert backend._client.is_closed
