@@ -119,3 +119,19 @@ class TemplateForm(forms.Form):
 class NewTemplateForm(TemplateForm):
     name = forms.SlugField(max_length=100, label="名称 Name")
     kind_choice = forms.ChoiceField(choices=[("critic", "critic"), ("rewrite", "rewrite")], label="类型 Kind")
+
+
+class RewriteRunForm(forms.Form):
+    endpoint = forms.ModelChoiceField(queryset=ModelEndpoint.objects.filter(role="rewriter"), label="改写模型 Rewriter")
+    dataset = forms.ModelChoiceField(queryset=Dataset.objects.filter(frozen=False), label="数据集 Dataset")
+    tasks = forms.MultipleChoiceField(choices=[c for c in Task.choices if c[0] not in ("Coherence", "Incoherence")],
+                                      required=False, label="任务 Tasks (none: all; dialogues are never rewritten)",
+                                      widget=forms.CheckboxSelectMultiple)
+    per_seed = forms.IntegerField(min_value=1, max_value=20, initial=5, label="每个种子 Rewrites per seed")
+    template = forms.ModelChoiceField(queryset=None, required=False, label="模板 Template (default: ours)")
+
+    def __init__(self, *args, **kwargs) -> None:
+        from .models import PromptTemplate
+
+        super().__init__(*args, **kwargs)
+        self.fields["template"].queryset = PromptTemplate.objects.filter(kind="rewrite").order_by("name", "-version")

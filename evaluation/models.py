@@ -433,6 +433,8 @@ class RewriteRun(Run):
     per_seed = models.PositiveSmallIntegerField(default=5)
     seed_ids = models.JSONField(default=list, blank=True, help_text="The seeds to rewrite (ids).")
     duplicates_dropped = models.PositiveIntegerField(default=0)
+    proposed = models.PositiveIntegerField(default=0)
+    processed_ids = models.JSONField(default=list, blank=True, help_text="Seeds already asked (ids).")
     report = models.JSONField(default=list, blank=True, help_text="Per-seed errors: [{question, error, raw}].")
 
     class Meta(Run.Meta):
@@ -440,6 +442,18 @@ class RewriteRun(Run):
 
     def __str__(self) -> str:
         return f"Rewrite run {self.pk}: {self.endpoint} on {self.dataset}"
+
+    @property
+    def resumable(self) -> bool:
+        return True
+
+    def seeds(self):
+        from annotation.models import Question
+
+        return Question.objects.filter(pk__in=self.seed_ids)
+
+    def pending_seeds(self):
+        return self.seeds().exclude(pk__in=self.processed_ids)
 
 
 class Worker(models.Model):

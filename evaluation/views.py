@@ -12,12 +12,24 @@ from django.template.response import TemplateResponse
 from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from annotation.roles import RESEARCHER, role_required, staff_required
+from annotation.models import DatasetFrozen, Question
+from annotation.roles import CURATOR, RESEARCHER, role_required, staff_required
 from annotation.tasks_catalog import Task
 
 from . import services
-from .forms import CriticRunForm, EndpointForm, InferenceRunForm, ResponsesImportForm, TemplateForm
-from .models import CriticRun, CriticScore, EndpointCheck, InferenceRun, ModelEndpoint, Ping, PromptTemplate, Response, Worker
+from .forms import CriticRunForm, EndpointForm, InferenceRunForm, ResponsesImportForm, RewriteRunForm, TemplateForm
+from .models import (
+    CriticRun,
+    CriticScore,
+    EndpointCheck,
+    InferenceRun,
+    ModelEndpoint,
+    Ping,
+    PromptTemplate,
+    Response,
+    RewriteRun,
+    Worker,
+)
 
 
 @require_GET
@@ -367,3 +379,72 @@ def template_preview(request: HttpRequest, pk: int) -> TemplateResponse:
     response = Response.objects.select_related("question").filter(pk=request.GET.get("response") or 0).first()
     prompt = services.critic_prompt(template=template, response=response) if response else ""
     return TemplateResponse(request, "evaluation/template.html#preview", {"prompt": prompt, "response": response})
+
+
+# --- rewrite runs ---------------------------------------------------------------------------------------
+
+
+@require_http_methods(["GET", "POST"])
+@role_required(CURATOR, RESEARCHER)
+def rewrite_run_create(request: HttpRequest) -> HttpResponse:
+    form = RewriteRunForm(request.POST or None, initial={"dataset": request.GET.get("dataset")})
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        picked = request.POST.getlist("seed")
+        seeds = Question.objects.filter(pk__in=picked) if picked else None
+        try:
+            run = services.rewrite_run_create(endpoint=data["endpoint"], dataset=data["dataset"],
+                                              template=data["template"], per_seed=data["per_seed"], seeds=seeds,
+                                              tasks=data["tasks"], by=request.user)
+        except DatasetFrozen as exc:
+            form.add_error("dataset", exc.messages[0])
+        except ValueError as exc:
+            form.add_error(None, str(exc))
+        else:
+            return redirect("evaluation:rewrite_run", pk=run.pk)
+    return TemplateResponse(request, "evaluation/rewrite_run_new.html", {"form": form},
+                            status=400 if form.errors else 200)
+
+
+@require_GET
+@role_required(CURATOR, RESEARCHER)
+def rewrite_run_detail(request: HttpRequest, pk: int) -> TemplateResponse:
+    run = get_object_or_404(RewriteRun.objects.select_related("endpoint", "template", "dataset"), pk=pk)
+    template = "evaluation/rewrite_run.html"
+    if request.htmx:
+        template += "#progress"
+    return TemplateResponse(request, template, {"run": run})
+
+
+def _after_rewrite_action(request: HttpRequest, run: RewriteRun) -> HttpResponse:
+    if request.htmx:
+        run.refresh_from_db()
+        return TemplateResponse(request, "evaluation/rewrite_run.html#progress", {"run": run})
+    return redirect("evaluation:rewrite_run", pk=run.pk)
+
+
+@require_POST
+@role_required(CURATOR, RESEARCHER)
+def rewrite_run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    run = get_object_or_404(RewriteRun, pk=pk)
+    run.cancel()
+    return _after_rewrite_action(request, run)
+
+
+@require_POST
+@role_required(CURATOR, RESEARCHER)
+def rewrite_run_resume(request: HttpRequest, pk: int) -> HttpResponse:
+    run = get_object_or_404(RewriteRun, pk=pk)
+    services.rewrite_run_resume(run=run)
+    return _after_rewrite_action(request, run)
+
+
+@require_POST
+@role_required(CURATOR, RESEARCHER)
+def rewrite_run_retry(request: HttpRequest, pk: int) -> HttpResponse:
+    run = get_object_or_404(RewriteRun, pk=pk)
+    try:
+        services.rewrite_run_retry(run=run)
+    except ValueError as exc:
+        messages.error(request, str(exc))
+    return _after_rewrite_action(request, run)
