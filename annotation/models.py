@@ -3,13 +3,15 @@ human scores with their revision history."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
-from django.db.models import F, Max, Q
+from django.db.models import Count, F, Max, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from .tasks_catalog import DIALOGUE_TASKS, TASKS, Category, Task
@@ -79,6 +81,44 @@ def image_upload_to(instance: Image, filename: str) -> str:
     return f"images/{instance.sha256[:2]}/{instance.sha256}.{instance.extension}"
 
 
+class ImageQuerySet(models.QuerySet):
+    """The library's filters. Each is ``pk IN (one uncorrelated subquery)``: the database runs the
+    subquery once, rather than probing it for each of 10,000 images, so a page stays cheap."""
+
+    def _with(self, questions: models.QuerySet) -> models.QuerySet:
+        return questions.order_by().values("image_id")
+
+    def tagged(self, name: str) -> ImageQuerySet:
+        return self.filter(pk__in=Image.tags.through.objects.filter(tag__name=name).values("image_id"))
+
+    def with_task(self, task: str) -> ImageQuerySet:
+        return self.filter(pk__in=self._with(Question.objects.filter(task=task)))
+
+    def in_dataset(self, dataset_id: int) -> ImageQuerySet:
+        return self.filter(pk__in=self._with(Question.objects.filter(dataset_id=dataset_id)))
+
+    def with_questions(self, has: bool = True) -> ImageQuerySet:
+        having = Q(pk__in=self._with(Question.objects.all()))
+        return self.filter(having if has else ~having)
+
+    def from_source(self, text: str) -> ImageQuerySet:
+        return self.filter(source__icontains=text)
+
+    def search(self, text: str) -> ImageQuerySet:
+        """Name, source, licence, a tag, or the text of one of its questions."""
+        return self.filter(
+            Q(original_name__icontains=text) | Q(source__icontains=text) | Q(licence__icontains=text)
+            | Q(pk__in=Image.tags.through.objects.filter(tag__name__icontains=text).values("image_id"))
+            | Q(pk__in=self._with(Question.objects.filter(text__icontains=text)))
+        )
+
+    def with_question_count(self) -> ImageQuerySet:
+        # A correlated count, evaluated for the page's rows only (not a JOIN + GROUP BY over the library).
+        counts = (Question.objects.filter(image_id=OuterRef("pk")).order_by().values("image_id")
+                  .annotate(n=Count("pk")).values("n"))
+        return self.annotate(question_count=Coalesce(Subquery(counts), 0))
+
+
 class Image(models.Model):
     class Format(models.TextChoices):
         JPEG = "JPEG"
@@ -97,6 +137,8 @@ class Image(models.Model):
     licence = models.CharField(max_length=200, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ImageQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -143,6 +185,17 @@ class QuestionQuerySet(models.QuerySet):
 
     def in_group(self, question: Question) -> QuestionQuerySet:
         return self.filter(dataset_id=question.dataset_id, group=question.group)
+
+    def numbered(self) -> QuestionQuerySet:
+        """Seeds, accepted rewrites and drafts: the questions that have an official id."""
+        return self.exclude(variant=None)
+
+    def search(self, text: str) -> QuestionQuerySet:
+        """Question or reference text; an official id (or its start, like 00110003) finds its group."""
+        condition = Q(text__icontains=text) | Q(reference__icontains=text)
+        if re.fullmatch(r"\d{4,8}(-\d+)?", text):
+            condition |= Q(group__startswith=text.split("-")[0])
+        return self.filter(condition)
 
 
 class Question(models.Model):
@@ -233,6 +286,15 @@ class Question(models.Model):
     @property
     def reference_answer(self) -> str:
         return self.reference if self.is_seed else self.seed.reference
+
+    @property
+    def dialogue_history(self) -> list:
+        """The history lives on the seed, like the reference answer."""
+        return self.history if self.is_seed or self.history else self.seed.history
+
+    def rewrites(self) -> QuestionQuerySet:
+        """The seed's other variants and pending proposals, in variant order."""
+        return Question.objects.in_group(self).exclude(pk=self.pk)
 
     def clean(self) -> None:
         errors: dict[str, str] = {}

@@ -1,11 +1,29 @@
-from django.urls import path
+from django.urls import path, re_path
 
 from . import views
 
 app_name = "annotation"
 urlpatterns = [
     path("images/", views.image_library, name="library"),
+    path("images/upload/", views.upload_page, name="upload"),
+    path("images/upload/files", views.upload_images, name="upload_files"),
+    path("images/<int:pk>/", views.image_detail, name="image"),
+    path("images/<int:pk>/edit", views.image_edit, name="image_edit"),
+    path("images/<int:pk>/questions/new", views.question_new, name="question_new"),
     path("images/<int:pk>/file", views.image_file, name="image_file"),
     path("images/<int:pk>/thumb", views.image_thumbnail, name="image_thumbnail"),
+    path("questions/<int:pk>/", views.question_detail, name="question"),
+    path("questions/<int:pk>/edit", views.question_edit, name="question_edit"),
+    path("datasets/", views.dataset_list, name="datasets"),
+    path("datasets/new", views.dataset_create, name="dataset_create"),
+    path("datasets/<int:pk>/", views.dataset_detail, name="dataset"),
+    path("datasets/<int:pk>/add", views.dataset_add, name="dataset_add"),
+    path("datasets/<int:pk>/selection", views.dataset_selection, name="dataset_selection"),
+    path("datasets/<int:pk>/freeze", views.dataset_freeze, name="dataset_freeze"),
+    path("datasets/<int:pk>/copy", views.dataset_copy, name="dataset_copy"),
+    re_path(r"^datasets/(?P<pk>\d+)/export\.(?P<fmt>jsonl|csv|zip)$", views.dataset_export, name="dataset_export"),
+    path("imports/", views.import_page, name="import"),
+    path("imports/new", views.import_start, name="import_start"),
+    path("imports/<int:pk>/", views.import_job, name="import_job"),
     path("score/", views.score_home, name="score_home"),
 ]

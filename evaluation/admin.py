@@ -1,6 +1,16 @@
 from django.contrib import admin
 
-from .models import CriticRun, CriticScore, InferenceRun, ModelEndpoint, Ping, PromptTemplate, Response, RewriteRun, Worker
+from .models import (
+    CriticRun,
+    CriticScore,
+    InferenceRun,
+    ModelEndpoint,
+    Ping,
+    PromptTemplate,
+    Response,
+    RewriteRun,
+    Worker,
+)
 
 RUN_COLUMNS = ["id", "status", "done", "failed", "total", "created_by", "created_at", "finished_at"]
 

@@ -498,6 +498,9 @@ class Ping(models.Model):
     class Meta:
         ordering = ["-created_at"]
 
+    def __str__(self) -> str:
+        return f"ping {self.pk} on {self.queue}"
+
     def answer(self, worker: str) -> None:
         Ping.objects.filter(pk=self.pk, answered_at__isnull=True).update(answered_at=timezone.now(), answered_by=worker)
 
@@ -519,3 +522,6 @@ class EndpointCheck(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"check {self.pk} of {self.endpoint_id}: {self.status}"

@@ -17,7 +17,14 @@ from annotation.roles import CURATOR, RESEARCHER, role_required, staff_required
 from annotation.tasks_catalog import Task
 
 from . import services
-from .forms import CriticRunForm, EndpointForm, InferenceRunForm, ResponsesImportForm, RewriteRunForm, TemplateForm
+from .forms import (
+    CriticRunForm,
+    EndpointForm,
+    InferenceRunForm,
+    ResponsesImportForm,
+    RewriteRunForm,
+    TemplateForm,
+)
 from .models import (
     CriticRun,
     CriticScore,

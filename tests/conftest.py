@@ -10,7 +10,6 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]

@@ -28,14 +28,13 @@ logprobs, or a reply without a rating, gives ``score_probs=None``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import base64
 import logging
 import math
 import random
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from email.utils import parsedate_to_datetime
 from pathlib import Path

@@ -1,8 +1,15 @@
 import pytest
 from django.db import IntegrityError, transaction
 
-from evaluation.models import CriticRun, CriticScore, ModelEndpoint, PromptTemplate, Response
-from tests.factories import make_critic_score, make_dataset, make_endpoint, make_question, make_response, make_run
+from evaluation.models import CriticRun, ModelEndpoint, PromptTemplate, Response
+from tests.factories import (
+    make_critic_score,
+    make_dataset,
+    make_endpoint,
+    make_question,
+    make_response,
+    make_run,
+)
 
 
 @pytest.fixture

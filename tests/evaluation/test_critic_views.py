@@ -3,7 +3,14 @@ from django.urls import reverse
 
 from evaluation import services
 from evaluation.models import CriticRun, PromptTemplate
-from tests.factories import make_critic_score, make_dataset, make_endpoint, make_question, make_response, make_run
+from tests.factories import (
+    make_critic_score,
+    make_dataset,
+    make_endpoint,
+    make_question,
+    make_response,
+    make_run,
+)
 
 
 @pytest.fixture
