@@ -72,7 +72,7 @@ def queue_sync(dataset: Dataset) -> int:
         SELECT r.id, q.dataset_id, q.task,
                ROW_NUMBER() OVER (PARTITION BY q.task, r.run_id ORDER BY q."group", q.variant, r.id)
                  + COALESCE(e.n, 0),
-               (r.id * 2654435761) % {RANDOM_KEY_MOD}, 0, 0, %s
+               (r.id * 2654435761) %% {RANDOM_KEY_MOD}, 0, 0, %s
         FROM {response_t} r
         JOIN {question_t} q ON q.id = r.question_id
         LEFT JOIN (
