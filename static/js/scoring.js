@@ -22,7 +22,7 @@
   }
 
   document.addEventListener("keydown", (event) => {
-    if (!workspace() || event.altKey || event.metaKey) return;
+    if (event.altKey || event.metaKey) return;
     const form = scoreForm();
     const inText = typing(document.activeElement);
     if (event.key === "Escape" && inText) { document.activeElement.blur(); return; }
