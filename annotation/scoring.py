@@ -98,7 +98,7 @@ def _refresh_doubt(dataset: Dataset) -> None:
     """Recompute how unsure the critics are, only when the dataset's critic scores changed."""
     mark = CriticScore.objects.filter(response__question__dataset=dataset).aggregate(m=Max("id"), n=Count("id"))
     key = f"scoring:doubt:{dataset.pk}"
-    if cache.get(key) == mark:
+    if cache.get(key) == mark or not mark["n"]:
         return
     item_t, critic_t = ScoringItem._meta.db_table, CriticScore._meta.db_table
     # An unparsed reply outweighs any spread; then the widest expected-score spread and the
@@ -110,6 +110,7 @@ def _refresh_doubt(dataset: Dataset) -> None:
             FROM {critic_t} c WHERE c.response_id = {item_t}.response_id
         ), 0)
         WHERE dataset_id = %s AND "full" = %s
+          AND response_id IN (SELECT c2.response_id FROM {critic_t} c2)
     """
     with connection.cursor() as cursor:
         cursor.execute(sql, [dataset.pk, False])

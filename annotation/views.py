@@ -108,8 +108,8 @@ def _order(request: HttpRequest) -> str:
 
 
 def _next_item(request: HttpRequest, dataset: Dataset, *, note: str = "") -> HttpResponse:
+    # No queue sync here: score_home and the progress page do it, and "next" stays cheap.
     order = _order(request)
-    scoring.queue_sync_if_stale(dataset)
     assignment = scoring.assignment_reserve_next(user=request.user, dataset=dataset, order=order)
     if assignment is None:
         context = {"state": "empty", "dataset": dataset, "order": order, "note": note}
