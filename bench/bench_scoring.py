@@ -20,7 +20,6 @@ import os
 import platform
 import re
 import secrets
-import statistics
 import subprocess
 import sys
 import time
