@@ -132,6 +132,14 @@ WORKER_HEARTBEAT_SECONDS = env_int("WORKER_HEARTBEAT_SECONDS", 10, minimum=1)
 MODEL_DEVICE = env_str("MODEL_DEVICE", "auto")
 MODEL_DTYPE = env_str("MODEL_DTYPE", "auto")
 
+# Human scoring: how long a reserved response stays with its annotator, how long a score may be
+# edited after submitting, and below which score a rationale is required (0 turns that off).
+SCORING_RESERVATION_MINUTES = env_int("SCORING_RESERVATION_MINUTES", 15, minimum=1)
+SCORING_EDIT_WINDOW_MINUTES = env_int("SCORING_EDIT_WINDOW_MINUTES", 60, minimum=0)
+SCORING_RATIONALE_BELOW = env_int("SCORING_RATIONALE_BELOW", 4, minimum=0)
+# Humans disagree (with each other, or their mean with the critic) by at least this much: adjudicate.
+SCORING_ADJUDICATION_GAP = env_int("SCORING_ADJUDICATION_GAP", 3, minimum=1)
+
 # Security: strict by default off DEBUG, so `check --deploy` is clean with production values.
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # htmx reads the token from the page, not the cookie

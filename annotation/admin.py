@@ -9,6 +9,7 @@ from .models import (
     Image,
     ImportJob,
     Question,
+    ScoringItem,
     Tag,
 )
 
@@ -91,3 +92,10 @@ class ImportJobAdmin(admin.ModelAdmin):
     list_filter = ["status"]
     search_fields = ["jsonl_path"]
     raw_id_fields = ["dataset", "created_by"]
+
+
+@admin.register(ScoringItem)
+class ScoringItemAdmin(admin.ModelAdmin):
+    list_display = ["response", "dataset", "task", "scores", "full", "doubt"]
+    list_filter = ["full", "dataset"]
+    raw_id_fields = ["response"]

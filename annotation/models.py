@@ -501,3 +501,51 @@ class ImportJob(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+
+
+class ScoringItemQuerySet(models.QuerySet):
+    def open(self) -> ScoringItemQuerySet:
+        return self.filter(full=False)
+
+    def in_dataset(self, dataset: Dataset) -> ScoringItemQuerySet:
+        return self.filter(dataset=dataset)
+
+
+class ScoringItem(models.Model):
+    """A response in its dataset's human-scoring queue.
+
+    The queue needs three things the Response table can't give cheaply at 100,000 rows: an order
+    that an index can walk (balanced, random, least-sure-first), a "this one has all its scores"
+    flag so finished work drops out of that index, and one row per response to lock while
+    reserving it. Rows are made by ``ScoringItem.objects.sync(dataset)`` (see annotation/scoring.py);
+    ``scores`` counts submitted human scores and is only changed under that row's lock.
+    """
+
+    response = models.OneToOneField(
+        "evaluation.Response", primary_key=True, on_delete=models.CASCADE, related_name="scoring_item"
+    )
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="scoring_items")
+    task = models.CharField(max_length=20, choices=Task.choices)
+    # Round-robin rank within the response's (task, run): ordering by it interleaves tasks and models.
+    balanced_key = models.PositiveIntegerField(default=0)
+    random_key = models.PositiveIntegerField(default=0)
+    # How unsure the critics are (unparsed replies, expected-score spread, gap between critics).
+    doubt = models.FloatField(default=0)
+    scores = models.PositiveSmallIntegerField(default=0)
+    full = models.BooleanField(default=False)
+    touched_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ScoringItemQuerySet.as_manager()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["dataset", "balanced_key", "random_key"], condition=Q(full=False),
+                         name="scoringitem_open_balanced"),
+            models.Index(fields=["dataset", "random_key"], condition=Q(full=False), name="scoringitem_open_random"),
+            models.Index(fields=["dataset", "-doubt", "random_key"], condition=Q(full=False),
+                         name="scoringitem_open_doubt"),
+            models.Index(fields=["dataset", "scores"], name="scoringitem_dataset_scores"),
+        ]
+
+    def __str__(self) -> str:
+        return f"response {self.response_id} ({self.scores} scores)"

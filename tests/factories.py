@@ -67,3 +67,33 @@ def make_critic_score(*, critic_run: CriticRun, response: Response, score: int |
                       status: str = "parsed", **fields) -> CriticScore:
     return CriticScore.objects.create(critic_run=critic_run, response=response, score=score, parse_status=status,
                                       **fields)
+
+
+def make_critic_run(*, name: str = "critic", runs: list[InferenceRun] | None = None, **fields) -> CriticRun:
+    critic_run = CriticRun.objects.create(name=name, **fields)
+    if runs:
+        critic_run.inference_runs.set(runs)
+    return critic_run
+
+
+def make_scoring_dataset(*, name: str = "scoring", questions: int = 3, models: int = 2,
+                         tasks: tuple[str, ...] = ("Description", "OCR"), annotators_per_response: int = 3,
+                         show_peer_scores: bool = False, failed: int = 0) -> tuple[Dataset, list[Response]]:
+    """A dataset with `questions` seeds per task, answered by `models` runs (plus `failed` error
+    responses, which are not scorable). One shared image keeps it fast."""
+    dataset = make_dataset(name=name, annotators_per_response=annotators_per_response,
+                           show_peer_scores=show_peer_scores)
+    image = Image.objects.first() or make_image(seed=1)
+    from annotation.tasks_catalog import TASKS
+
+    qs = [make_question(dataset=dataset, image=image, task=task, group=f"{TASKS[task].code}{i:04d}",
+                        text=f"问题 {task} {i}", reference=f"参考 {task} {i}")
+          for task in tasks for i in range(questions)]
+    responses = []
+    for m in range(models):
+        endpoint = make_endpoint(name=f"{name}-model-{m}")
+        run = make_run(endpoint=endpoint, dataset=dataset)
+        responses += [make_response(run=run, question=q, text=f"回答 {m} {q.pk}\n  第二行 line two") for q in qs]
+        for q in qs[:failed]:
+            Response.objects.filter(run=run, question=q).update(error="timeout")
+    return dataset, [r for r in responses if not Response.objects.get(pk=r.pk).error]

@@ -1,0 +1,420 @@
+"""Human scoring: the queue (reserve, submit, skip), edits, progress and adjudication.
+
+The queue is ``ScoringItem`` rows, one per scorable response (a Response with no error whose
+question is in the dataset). A reservation is an ``Assignment``. How a response gets at most N
+scores and nobody twice, under any number of concurrent annotators:
+
+* Every write that changes how many people hold or have scored a response (reserve, submit,
+  reclaiming an expired reservation) first takes that response's ScoringItem row: PostgreSQL with
+  ``SELECT ... FOR UPDATE SKIP LOCKED`` (reserve: busy rows are passed over, nobody waits) or a
+  plain ``UPDATE`` (submit: waits for the row). On SQLite, which has no row locks, the same
+  ``UPDATE`` takes the database's single write lock, so writers run one at a time.
+* Under that lock it recounts (a fresh statement sees everything committed before the lock) and
+  checks what it got: the conditional ``UPDATE ... WHERE scores = <what we read>`` must hit one row.
+* The unique constraints on (response, annotator) of Assignment and HumanScore make "nobody scores
+  one twice" a fact of the database.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection, transaction
+from django.db.models import Avg, Count, Exists, F, Max, Min, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from evaluation.models import CriticScore, Response
+
+from .models import Adjudication, Assignment, Dataset, HumanScore, HumanScoreRevision, Question, ScoringItem
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
+
+class Order:
+    BALANCED = "balanced"
+    RANDOM = "random"
+    DOUBT = "doubt"
+    CHOICES = [
+        (BALANCED, "均衡 Balanced across tasks and models"),
+        (RANDOM, "随机 Random"),
+        (DOUBT, "评审最不确定优先 Critic least sure first"),
+    ]
+    VALUES = {BALANCED, RANDOM, DOUBT}
+
+
+class ScoringError(Exception):
+    """A submit or edit that can't be accepted; the message is shown to the annotator."""
+
+
+RANDOM_KEY_MOD = 2_147_483_647  # keys are a multiplicative hash of the response id, below 2**31
+
+
+# ---------------------------------------------------------------------------------------------
+# Keeping the queue in step with the responses
+
+
+def queue_sync(dataset: Dataset) -> int:
+    """Add queue rows for new scorable responses, refresh the "full" flags (the dataset's N may
+    have changed) and the critics' doubt. Returns how many rows were added. Safe to run at once
+    from several processes (ON CONFLICT DO NOTHING)."""
+    item_t, response_t, question_t = ScoringItem._meta.db_table, Response._meta.db_table, Question._meta.db_table
+    # balanced_key: rank within the response's (task, run), continuing after the rows that group
+    # already has, so ordering by it deals out tasks and models round-robin.
+    sql = f"""
+        INSERT INTO {item_t} (response_id, dataset_id, task, balanced_key, random_key, doubt, scores, "full")
+        SELECT r.id, q.dataset_id, q.task,
+               ROW_NUMBER() OVER (PARTITION BY q.task, r.run_id ORDER BY q."group", q.variant, r.id)
+                 + COALESCE(e.n, 0),
+               (r.id * 2654435761) %% {RANDOM_KEY_MOD}, 0, 0, %s
+        FROM {response_t} r
+        JOIN {question_t} q ON q.id = r.question_id
+        LEFT JOIN (
+            SELECT si.task AS task, r2.run_id AS run_id, COUNT(*) AS n
+            FROM {item_t} si JOIN {response_t} r2 ON r2.id = si.response_id
+            WHERE si.dataset_id = %s GROUP BY si.task, r2.run_id
+        ) e ON e.task = q.task AND e.run_id = r.run_id
+        WHERE q.dataset_id = %s AND r.error = ''
+          AND NOT EXISTS (SELECT 1 FROM {item_t} s WHERE s.response_id = r.id)
+        ON CONFLICT DO NOTHING
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [False, dataset.pk, dataset.pk])
+        added = max(cursor.rowcount, 0)
+    n = dataset.annotators_per_response
+    ScoringItem.objects.filter(dataset=dataset, full=False, scores__gte=n).update(full=True)
+    ScoringItem.objects.filter(dataset=dataset, full=True, scores__lt=n).update(full=False)
+    _refresh_doubt(dataset)
+    return added
+
+
+def _refresh_doubt(dataset: Dataset) -> None:
+    """Recompute how unsure the critics are, only when the dataset's critic scores changed."""
+    mark = CriticScore.objects.filter(response__question__dataset=dataset).aggregate(m=Max("id"), n=Count("id"))
+    key = f"scoring:doubt:{dataset.pk}"
+    if cache.get(key) == mark or not mark["n"]:
+        return
+    item_t, critic_t = ScoringItem._meta.db_table, CriticScore._meta.db_table
+    # An unparsed reply outweighs any spread; then the widest expected-score spread and the
+    # biggest gap between critics add up.
+    sql = f"""
+        UPDATE {item_t} SET doubt = COALESCE((
+            SELECT 10.0 * MAX(CASE WHEN c.parse_status IN ('unparsed', 'failed') THEN 1 ELSE 0 END)
+                   + COALESCE(MAX(c.expected_spread), 0) + COALESCE(MAX(c.score) - MIN(c.score), 0)
+            FROM {critic_t} c WHERE c.response_id = {item_t}.response_id
+        ), 0)
+        WHERE dataset_id = %s AND "full" = %s
+          AND response_id IN (SELECT c2.response_id FROM {critic_t} c2)
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [dataset.pk, False])
+    cache.set(key, mark, None)
+
+
+def queue_sync_if_stale(dataset: Dataset, *, every_s: int = 60) -> None:
+    """At most one sync per dataset per minute per process: new responses show up soon enough,
+    and the requests in between don't pay for the scan."""
+    if cache.add(f"scoring:synced:{dataset.pk}", True, every_s):
+        queue_sync(dataset)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reserve, submit, skip
+
+
+def _reservation_until():
+    return timezone.now() + timedelta(minutes=settings.SCORING_RESERVATION_MINUTES)
+
+
+def live_assignment(*, user: User, dataset: Dataset) -> Assignment | None:
+    """The annotator's unexpired reservation in this dataset, if any: "next" resumes it."""
+    return (
+        Assignment.objects.active().for_annotator(user)
+        .filter(response__question__dataset=dataset).order_by("-reserved_until").first()
+    )
+
+
+def _live_count(now) -> Subquery:
+    live = (
+        Assignment.objects.filter(response_id=OuterRef("pk"), status=Assignment.Status.RESERVED,
+                                  reserved_until__gt=now)
+        .order_by().values("response_id").annotate(n=Count("id")).values("n")
+    )
+    return Coalesce(Subquery(live), 0)
+
+
+def _candidates(*, user: User, dataset: Dataset, order: str, now):
+    n = dataset.annotators_per_response
+    items = (
+        ScoringItem.objects.filter(dataset=dataset, full=False)
+        .exclude(Exists(Assignment.objects.filter(response_id=OuterRef("pk"), annotator=user)))
+        .alias(live=_live_count(now))
+        .filter(live__lt=n - F("scores"))
+    )
+    if connection.features.has_select_for_update_skip_locked:
+        items = items.select_for_update(skip_locked=True)
+    if order == Order.RANDOM:
+        # Start at a random point of the hashed order and wrap around: random for each request,
+        # and still an index walk rather than ORDER BY random() over the whole table.
+        start = random.randrange(RANDOM_KEY_MOD)
+        return [items.filter(random_key__gte=start).order_by("random_key"), items.order_by("random_key")]
+    if order == Order.DOUBT:
+        return [items.order_by("-doubt", "random_key")]
+    return [items.order_by("balanced_key", "random_key")]
+
+
+def _claim(*, user: User, dataset: Dataset, order: str) -> Assignment | None | bool:
+    """One attempt, in one transaction. Returns the new Assignment, None when the queue is empty
+    for this annotator, or False when the row we picked changed under us (try again)."""
+    now = timezone.now()
+    with transaction.atomic():
+        item = None
+        for candidates in _candidates(user=user, dataset=dataset, order=order, now=now):
+            item = candidates.only("pk", "scores").first()
+            if item is not None:
+                break
+        if item is None:
+            return None
+        # Check what we got: on SQLite this UPDATE takes the write lock; on PostgreSQL we already
+        # hold the row. If someone submitted in between, `scores` moved and we try again.
+        if not ScoringItem.objects.filter(pk=item.pk, full=False, scores=item.scores).update(touched_at=now):
+            return False
+        held = Assignment.objects.filter(response_id=item.pk).aggregate(
+            live=Count("id", filter=Q(status=Assignment.Status.RESERVED, reserved_until__gt=now)),
+            mine=Count("id", filter=Q(annotator=user)),
+        )
+        if held["mine"] or item.scores + held["live"] >= dataset.annotators_per_response:
+            return False
+        # Reclaim: stale reservations of this response stop being anyone's.
+        Assignment.objects.filter(response_id=item.pk, status=Assignment.Status.RESERVED,
+                                  reserved_until__lte=now).update(status=Assignment.Status.EXPIRED, updated_at=now)
+        return Assignment.objects.create(response_id=item.pk, annotator=user, status=Assignment.Status.RESERVED,
+                                         reserved_until=now + timedelta(minutes=settings.SCORING_RESERVATION_MINUTES))
+
+
+def assignment_reserve_next(*, user: User, dataset: Dataset, order: str = Order.BALANCED,
+                            attempts: int = 8) -> Assignment | None:
+    """The annotator's next response: their live reservation if they have one, else a new one."""
+    current = live_assignment(user=user, dataset=dataset)
+    if current is not None:
+        return current
+    order = order if order in Order.VALUES else Order.BALANCED
+    for _ in range(attempts):
+        got = _claim(user=user, dataset=dataset, order=order)
+        if got is not False:
+            return got
+    return None
+
+
+@dataclass
+class ScoreInput:
+    score: int
+    rationale: str
+    flags: list[str]
+
+
+def clean_score_input(data) -> tuple[ScoreInput | None, dict[str, str]]:
+    """Validate a score form (a QueryDict); returns (input, errors by field)."""
+    errors: dict[str, str] = {}
+    raw = (data.get("score") or "").strip()
+    score = int(raw) if raw.isdigit() else 0
+    if not 1 <= score <= 10:
+        errors["score"] = "请选择 1-10 分 Choose a score from 1 to 10."
+    rationale = (data.get("rationale") or "").strip()
+    if 1 <= score < settings.SCORING_RATIONALE_BELOW and not rationale:
+        errors["rationale"] = (f"低于 {settings.SCORING_RATIONALE_BELOW} 分需要填写理由 "
+                               f"A rationale is required below {settings.SCORING_RATIONALE_BELOW}.")
+    flags = sorted(set(data.getlist("flags")))
+    if any(flag not in HumanScore.Flag.values for flag in flags):
+        errors["flags"] = "Unknown flag."
+    if errors:
+        return None, errors
+    return ScoreInput(score=score, rationale=rationale, flags=flags), {}
+
+
+def _lock_item(response_id: int) -> ScoringItem:
+    # An UPDATE takes the row (PostgreSQL) or the database write lock (SQLite) on both backends.
+    ScoringItem.objects.filter(pk=response_id).update(touched_at=timezone.now())
+    return ScoringItem.objects.select_related("dataset").get(pk=response_id)
+
+
+@transaction.atomic
+def score_submit(*, assignment: Assignment, data: ScoreInput, time_spent_s: float) -> HumanScore:
+    item = _lock_item(assignment.response_id)
+    assignment.refresh_from_db()
+    now = timezone.now()
+    if assignment.status == Assignment.Status.SUBMITTED:
+        raise ScoringError("这条已经提交过了 You already scored this response.")
+    if assignment.status == Assignment.Status.SKIPPED:
+        raise ScoringError("这条已跳过 You skipped this response.")
+    if not assignment.is_live:
+        # Late, but if nobody took the place meanwhile the work isn't wasted.
+        others = Assignment.objects.filter(
+            response_id=item.pk, status=Assignment.Status.RESERVED, reserved_until__gt=now
+        ).exclude(pk=assignment.pk).count()
+        if item.scores + others >= item.dataset.annotators_per_response:
+            Assignment.objects.filter(pk=assignment.pk).update(status=Assignment.Status.EXPIRED, updated_at=now)
+            raise ScoringError("预留已过期，已分配给他人 Your reservation expired and the response went to someone else.")
+    if item.scores >= item.dataset.annotators_per_response:
+        raise ScoringError("这条已评满 This response already has all its scores.")
+    human_score = HumanScore.objects.create(
+        response_id=item.pk, annotator_id=assignment.annotator_id, score=data.score, rationale=data.rationale,
+        flags=data.flags, time_spent_s=max(0.0, time_spent_s),
+    )
+    Assignment.objects.filter(pk=assignment.pk).update(status=Assignment.Status.SUBMITTED, updated_at=now)
+    ScoringItem.objects.filter(pk=item.pk).update(
+        scores=F("scores") + 1, full=item.scores + 1 >= item.dataset.annotators_per_response
+    )
+    return human_score
+
+
+def time_spent(*, assignment: Assignment, claimed: str | None) -> float:
+    """Seconds on the item: what the page measured, capped by the time since the reservation."""
+    reserved_at = assignment.reserved_until - timedelta(minutes=settings.SCORING_RESERVATION_MINUTES)
+    elapsed = max(0.0, (timezone.now() - reserved_at).total_seconds())
+    try:
+        value = float(claimed) if claimed else elapsed
+    except ValueError:
+        value = elapsed
+    return round(min(max(value, 0.0), elapsed + 5.0), 1)
+
+
+def assignment_skip(*, assignment: Assignment) -> bool:
+    """Give the response back (to others: this annotator won't be offered it again)."""
+    return bool(Assignment.objects.filter(pk=assignment.pk, status=Assignment.Status.RESERVED)
+                .update(status=Assignment.Status.SKIPPED, updated_at=timezone.now()))
+
+
+def can_edit(human_score: HumanScore) -> bool:
+    window = timedelta(minutes=settings.SCORING_EDIT_WINDOW_MINUTES)
+    return timezone.now() < human_score.created_at + window
+
+
+def score_edit(*, human_score: HumanScore, data: ScoreInput, by: User) -> HumanScoreRevision | None:
+    if human_score.annotator_id != by.pk:
+        raise ScoringError("只能修改自己的评分 You can only change your own score.")
+    if not can_edit(human_score):
+        raise ScoringError(f"提交 {settings.SCORING_EDIT_WINDOW_MINUTES} 分钟后不能再修改 "
+                           f"Scores can be changed for {settings.SCORING_EDIT_WINDOW_MINUTES} minutes after submitting.")
+    return human_score.revise(score=data.score, rationale=data.rationale, flags=data.flags, by=by)
+
+
+# ---------------------------------------------------------------------------------------------
+# What an annotator may see after submitting
+
+
+def has_scored(*, user: User, response_id: int) -> bool:
+    return HumanScore.objects.filter(response_id=response_id, annotator=user).exists()
+
+
+@dataclass
+class SideBySide:
+    mine: HumanScore
+    critics: list[CriticScore]
+    peers: list[HumanScore]
+    gap: int
+
+    @property
+    def critic_gaps(self) -> list[tuple[CriticScore, int | None]]:
+        return [(c, None if c.score is None else abs(c.score - self.mine.score)) for c in self.critics]
+
+    @property
+    def peer_gaps(self) -> list[tuple[HumanScore, int]]:
+        return [(p, abs(p.score - self.mine.score)) for p in self.peers]
+
+
+def side_by_side(*, human_score: HumanScore) -> SideBySide:
+    """Only ever called with the viewer's own submitted score: that is what unlocks the rest."""
+    critics = list(CriticScore.objects.filter(response_id=human_score.response_id)
+                   .select_related("critic_run__critic").order_by("critic_run_id"))
+    peers: list[HumanScore] = []
+    if human_score.response.question.dataset.show_peer_scores:
+        peers = list(HumanScore.objects.filter(response_id=human_score.response_id)
+                     .exclude(pk=human_score.pk).order_by("created_at"))
+    return SideBySide(mine=human_score, critics=critics, peers=peers, gap=settings.SCORING_ADJUDICATION_GAP)
+
+
+# ---------------------------------------------------------------------------------------------
+# Progress
+
+
+def annotator_counts(*, user: User, dataset: Dataset | None = None) -> dict[str, int]:
+    start = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
+    mine = HumanScore.objects.filter(annotator=user)
+    if dataset is not None:
+        mine = mine.filter(response__question__dataset=dataset)
+    return mine.aggregate(total=Count("id"), today=Count("id", filter=Q(created_at__gte=start)))
+
+
+def left_for(*, user: User, dataset: Dataset) -> int:
+    """Responses this annotator could still be given (not full, not theirs already)."""
+    return (ScoringItem.objects.filter(dataset=dataset, full=False)
+            .exclude(Exists(Assignment.objects.filter(response_id=OuterRef("pk"), annotator=user))).count())
+
+
+def datasets_with_work(*, user: User) -> list[tuple[Dataset, int]]:
+    """Every dataset that has scorable responses, with how many this annotator could still take."""
+    datasets = list(Dataset.objects.filter(questions__responses__error="").distinct().order_by("name"))
+    rows = []
+    for dataset in datasets:
+        queue_sync_if_stale(dataset)
+        rows.append((dataset, left_for(user=user, dataset=dataset)))
+    return rows
+
+
+def dataset_progress(dataset: Dataset) -> dict:
+    n = dataset.annotators_per_response
+    by_count = dict(ScoringItem.objects.filter(dataset=dataset).values_list("scores").annotate(c=Count("pk")))
+    histogram = [(k, by_count.get(k, 0)) for k in range(0, n + 1)]
+    extra = sum(c for k, c in by_count.items() if k > n)  # N lowered after scoring
+    start = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
+    annotators = (
+        HumanScore.objects.filter(response__question__dataset=dataset)
+        .values("annotator__username")
+        .annotate(total=Count("id"), today=Count("id", filter=Q(created_at__gte=start)),
+                  mean_score=Avg("score"), mean_time=Avg("time_spent_s"), last=Max("created_at"))
+        .order_by("-total", "annotator__username")
+    )
+    live = Assignment.objects.active().filter(response__question__dataset=dataset).count()
+    total = sum(by_count.values())
+    return {"histogram": histogram, "beyond_n": extra, "total": total, "annotators": list(annotators),
+            "live_reservations": live, "complete": sum(c for k, c in by_count.items() if k >= n)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Adjudication
+
+
+def disagreements(*, dataset: Dataset, resolved: bool = False):
+    """Responses where people disagree by the gap or more, or their mean is that far from the
+    critics' mean: one row per response with n, lo, hi, mean and critic (values() dicts)."""
+    gap = settings.SCORING_ADJUDICATION_GAP
+    critic_mean = (
+        CriticScore.objects.filter(response_id=OuterRef("response_id"), score__isnull=False)
+        .order_by().values("response_id").annotate(m=Avg("score")).values("m")
+    )
+    adjudicated = Exists(Adjudication.objects.filter(response_id=OuterRef("response_id")))
+    rows = (
+        HumanScore.objects.filter(response__question__dataset=dataset)
+        .filter(adjudicated if resolved else ~adjudicated)
+        .values("response_id")
+        .annotate(n=Count("id"), lo=Min("score"), hi=Max("score"), mean=Avg("score"), critic=Subquery(critic_mean))
+        .filter(Q(hi__gte=F("lo") + gap) | Q(critic__isnull=False) & (Q(mean__gte=F("critic") + gap)
+                                                                        | Q(mean__lte=F("critic") - gap)))
+        .order_by("response_id")
+    )
+    return rows
+
+
+def adjudication_resolve(*, response: Response, note: str, score: int | None, by: User) -> Adjudication:
+    adjudication, _ = Adjudication.objects.update_or_create(
+        response=response, defaults={"note": note, "score": score, "resolved_by": by}
+    )
+    return adjudication
+

@@ -1,0 +1,247 @@
+"""Human-scoring load test: real HTTP sessions against gunicorn + PostgreSQL, 127.0.0.1 only.
+
+    .venv/bin/python bench/bench_scoring.py [--responses 100000] [--annotators 50] [--seconds 60]
+
+1. (Re)creates the PostgreSQL database BENCH_DB (default alignbench_bench) and migrates it.
+2. Bulk-creates a dataset of --responses responses (questions x models) and syncs the queue.
+3. Starts gunicorn on 127.0.0.1 and logs in --annotators sessions (sessions written directly).
+4. Paced run: every annotator does next, pause 1 s, submit, pause 1 s, ... for --seconds.
+5. Saturation run: --saturation-clients clients do next + submit with no pause for --seconds.
+After each run it checks the database against what the clients were told: every confirmed
+submit is exactly one HumanScore row, no response has more than N, nobody scored one twice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import secrets
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+PG = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
+DB = os.environ.get("BENCH_DB", "alignbench_bench")
+PORT = int(os.environ.get("BENCH_PORT", "8765"))
+BASE = f"http://127.0.0.1:{PORT}"
+ITEM_RE = re.compile(r"score/item/(\d+)/submit")
+
+
+def server_env() -> dict[str, str]:
+    return {**os.environ, "DATABASE_URL": f"{PG}/{DB}", "CELERY_BROKER_URL": "redis://127.0.0.1:6379/5",
+            "DEBUG": "0", "SECRET_KEY": "bench-" + "x" * 50, "ALLOWED_HOSTS": "127.0.0.1",
+            "SECURE_SSL_REDIRECT": "0", "SESSION_COOKIE_SECURE": "0", "CSRF_COOKIE_SECURE": "0",
+            "SECURE_HSTS_SECONDS": "0", "LOG_LEVEL": "WARNING", "ALIGNBENCH_VAR_DIR": str(ROOT / "var" / "bench")}
+
+
+def setup_database(responses: int, annotators: int) -> dict:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(PG)
+    where = ["-h", parts.hostname or "127.0.0.1", "-p", str(parts.port or 5432), "-U", parts.username or "postgres"]
+    subprocess.run(["dropdb", "--if-exists", *where, DB], check=True)
+    subprocess.run(["createdb", *where, DB], check=True)
+    os.environ.update(server_env())
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "alignbench_site.settings")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    return populate(responses, annotators)
+
+
+def populate(responses: int, annotators: int) -> dict:
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.contrib.auth.models import Group, User
+    from django.contrib.sessions.backends.db import SessionStore
+
+    from annotation import scoring
+    from annotation.models import Dataset, Image, Question
+    from annotation.tasks_catalog import TASKS
+    from evaluation.models import InferenceRun, ModelEndpoint, Response
+
+    started = time.perf_counter()
+    models = 10
+    per_model = responses // models
+    dataset = Dataset.objects.create(name="bench", annotators_per_response=3)
+    image = Image.objects.create(file="images/bench.png", sha256="0" * 64, width=640, height=480, format="PNG")
+    tasks = [t for t in TASKS if t not in ("Coherence", "Incoherence")]
+    questions = [
+        Question(dataset=dataset, image=image, task=tasks[i % len(tasks)],
+                 group=f"{TASKS[tasks[i % len(tasks)]].code}{i // len(tasks):04d}", variant=0,
+                 text=f"请描述图片 {i}", reference=f"参考答案 {i}")
+        for i in range(per_model)
+    ]
+    Question.objects.bulk_create(questions, batch_size=5000)
+    questions = list(Question.objects.filter(dataset=dataset).only("pk"))
+    text = "这是一个模型的回答。\n" * 20
+    for m in range(models):
+        endpoint = ModelEndpoint.objects.create(name=f"bench-model-{m}", role="vlm", backend="openai",
+                                                base_url="http://127.0.0.1:9/v1", model_name="m")
+        run = InferenceRun.objects.create(endpoint=endpoint, dataset=dataset, status="done")
+        Response.objects.bulk_create([Response(run=run, question=q, text=text) for q in questions], batch_size=5000)
+    made = time.perf_counter() - started
+    t0 = time.perf_counter()
+    scoring.queue_sync(dataset)
+    synced = time.perf_counter() - t0
+    group = Group.objects.get_or_create(name="annotator")[0]
+    cookies = []
+    for i in range(annotators):
+        user = User(username=f"bench{i:03d}")
+        user.set_unusable_password()
+        user.save()
+        user.groups.add(group)
+        session = SessionStore()
+        session[SESSION_KEY] = str(user.pk)
+        session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+        session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+        session.create()
+        cookies.append(session.session_key)
+    return {"dataset": dataset.pk, "sessions": cookies, "responses": Response.objects.count(),
+            "populate_s": round(made, 1), "queue_sync_s": round(synced, 2)}
+
+
+def start_server(workers: int) -> subprocess.Popen:
+    log = open(ROOT / "var" / "bench-gunicorn.log", "w")  # noqa: SIM115
+    process = subprocess.Popen(
+        [str(ROOT / ".venv" / "bin" / "gunicorn"), "alignbench_site.wsgi", "-b", f"127.0.0.1:{PORT}",
+         "-w", str(workers), "--timeout", "60", "--log-level", "warning"],
+        cwd=ROOT, env=server_env(), stdout=log, stderr=subprocess.STDOUT,
+    )
+    import httpx
+
+    for _ in range(100):
+        try:
+            httpx.get(f"{BASE}/login/", timeout=1)
+            return process
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise RuntimeError("gunicorn did not start; see var/bench-gunicorn.log")
+
+
+async def annotator(session_key: str, dataset: int, *, pause: float, until: float, stats: dict) -> None:
+    import httpx
+
+    token = secrets.token_hex(16)  # any 32-character secret: the CSRF cookie and header just have to agree
+    headers = {"HX-Request": "true", "X-CSRFToken": token}
+    async with httpx.AsyncClient(base_url=BASE, headers=headers, timeout=30,
+                                 cookies={"sessionid": session_key, "csrftoken": token}) as client:
+        while time.monotonic() < until:
+            t0 = time.perf_counter()
+            try:
+                response = await client.post(f"/score/{dataset}/next")
+                stats["next"].append(time.perf_counter() - t0)
+                found = ITEM_RE.search(response.text) if response.status_code == 200 else None
+                if found is None:
+                    stats["errors"].append(f"next {response.status_code}")
+                    await asyncio.sleep(pause or 0.05)
+                    continue
+                await asyncio.sleep(pause)
+                t0 = time.perf_counter()
+                response = await client.post(f"/score/item/{found.group(1)}/submit", data={"score": "7"})
+                stats["submit"].append(time.perf_counter() - t0)
+                if response.status_code == 200 and 'data-testid="side-by-side"' in response.text:
+                    stats["confirmed"].append((int(found.group(1)), session_key))
+                else:
+                    stats["errors"].append(f"submit {response.status_code}")
+            except httpx.HTTPError as exc:
+                stats["errors"].append(type(exc).__name__)
+            await asyncio.sleep(pause)
+
+
+async def run_load(sessions: list[str], dataset: int, *, pause: float, seconds: float) -> dict:
+    stats: dict = {"next": [], "submit": [], "errors": [], "confirmed": []}
+    until = time.monotonic() + seconds
+    started = time.perf_counter()
+    await asyncio.gather(*(annotator(s, dataset, pause=pause, until=until, stats=stats) for s in sessions))
+    stats["elapsed"] = time.perf_counter() - started
+    return stats
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))] * 1000
+
+
+def check(stats: dict) -> dict:
+    """Compare what the clients were told with what the database holds."""
+    from django.contrib.sessions.models import Session
+    from django.db.models import Count
+
+    from annotation.models import Assignment, Dataset, HumanScore
+
+    n = Dataset.objects.get(name="bench").annotators_per_response
+    user_of = {s.session_key: int(s.get_decoded()["_auth_user_id"]) for s in Session.objects.all()}
+    assignments = dict(Assignment.objects.values_list("pk", "response_id"))
+    confirmed = Counter((assignments[a], user_of[s]) for a, s in stats["confirmed"])
+    rows = Counter(HumanScore.objects.values_list("response_id", "annotator_id"))
+    over = HumanScore.objects.values("response_id").annotate(c=Count("id")).filter(c__gt=n).count()
+    return {"confirmed_submits": sum(confirmed.values()), "score_rows": sum(rows.values()),
+            "lost": sum((confirmed - rows).values()), "unconfirmed_rows": sum((rows - confirmed).values()),
+            "doubled": sum(1 for v in confirmed.values() if v > 1), "responses_over_n": over}
+
+
+def summary(name: str, stats: dict, verdict: dict) -> dict:
+    both = stats["next"] + stats["submit"]
+    return {
+        "run": name, "seconds": round(stats["elapsed"], 1), "pairs": len(stats["confirmed"]),
+        "pairs_per_s": round(len(stats["confirmed"]) / stats["elapsed"], 1), "requests": len(both),
+        "errors": len(stats["errors"]), "error_kinds": dict(Counter(stats["errors"]).most_common(5)),
+        "median_ms": round(pct(both, 0.5), 1), "p95_ms": round(pct(both, 0.95), 1), "p99_ms": round(pct(both, 0.99), 1),
+        "next_median_ms": round(pct(stats["next"], 0.5), 1), "next_p95_ms": round(pct(stats["next"], 0.95), 1),
+        "submit_median_ms": round(pct(stats["submit"], 0.5), 1),
+        "submit_p95_ms": round(pct(stats["submit"], 0.95), 1), **verdict,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--responses", type=int, default=100_000)
+    parser.add_argument("--annotators", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--workers", type=int, default=5)
+    parser.add_argument("--saturation-clients", type=int, default=16)
+    args = parser.parse_args()
+    (ROOT / "var" / "bench").mkdir(parents=True, exist_ok=True)
+    setup = setup_database(args.responses, args.annotators)
+    print(json.dumps({k: v for k, v in setup.items() if k != "sessions"}), flush=True)
+    server = start_server(args.workers)
+    results = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": platform.platform(),
+               "cpus": os.cpu_count(), "gunicorn_workers": args.workers,
+               **{k: v for k, v in setup.items() if k != "sessions"}, "runs": []}
+    try:
+        paced = asyncio.run(run_load(setup["sessions"], setup["dataset"], pause=1.0, seconds=args.seconds))
+        results["runs"].append(summary(f"paced: {args.annotators} annotators, 1 s pauses", paced, check(paced)))
+        print(json.dumps(results["runs"][-1]), flush=True)
+        # Saturation: fewer clients than annotators is enough to keep every worker busy; the
+        # confirmed list starts afresh and the check covers both runs' rows together.
+        saturated = asyncio.run(run_load(setup["sessions"][: args.saturation_clients], setup["dataset"],
+                                         pause=0.0, seconds=args.seconds))
+        saturated["confirmed"] = paced["confirmed"] + saturated["confirmed"]
+        verdict = check(saturated)
+        saturated["confirmed"] = saturated["confirmed"][len(paced["confirmed"]):]
+        results["runs"].append(summary(f"saturation: {args.saturation_clients} clients, no pauses", saturated, verdict))
+        print(json.dumps(results["runs"][-1]), flush=True)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    out = ROOT / "var" / "bench_scoring.json"
+    out.write_text(json.dumps(results, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,299 @@
+"""Scoring views: GET, POST, 403 and the htmx path of each, and queries that don't grow with data."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from annotation import scoring
+from annotation.models import Adjudication, Assignment, HumanScore, HumanScoreRevision
+from tests.factories import make_critic_run, make_critic_score, make_scoring_dataset, make_user
+
+pytestmark = pytest.mark.django_db
+HX = {"HTTP_HX_REQUEST": "true"}
+
+
+@pytest.fixture
+def dataset(db):
+    dataset, _ = make_scoring_dataset()
+    scoring.queue_sync(dataset)
+    return dataset
+
+
+@pytest.fixture
+def anna_client(client, annotator):
+    client.force_login(annotator)
+    return client
+
+
+def _reserve(client, dataset) -> Assignment:
+    client.post(reverse("annotation:score_next", args=[dataset.pk]))
+    return Assignment.objects.filter(status="reserved").latest("created_at")
+
+
+def test_it_shows_score_home_with_datasets_and_counts(anna_client, dataset):
+    page = anna_client.get(reverse("annotation:score_home"))
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert 'data-testid="scored-total">0<' in html and dataset.name in html
+    assert f'data-testid="left-{dataset.pk}">12<' in html
+
+
+def test_it_forbids_scoring_pages_to_people_without_the_annotator_role(client, curator, dataset):
+    client.force_login(curator)
+    assert client.get(reverse("annotation:score_home")).status_code == 403
+    assert client.post(reverse("annotation:score_next", args=[dataset.pk])).status_code == 403
+    assert client.get(reverse("annotation:score_mine")).status_code == 403
+
+
+def test_it_redirects_anonymous_people_to_login(client, dataset):
+    response = client.post(reverse("annotation:score_next", args=[dataset.pk]))
+    assert response.status_code == 302 and "/login/" in response["Location"]
+
+
+def test_it_reserves_next_and_redirects_to_the_item_without_htmx(anna_client, dataset):
+    response = anna_client.post(reverse("annotation:score_next", args=[dataset.pk]))
+    assignment = Assignment.objects.get()
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("annotation:score_item", args=[assignment.pk]))
+    page = anna_client.get(response["Location"])
+    assert page.status_code == 200 and "data-score-form" in page.content.decode()
+    assert anna_client.get(reverse("annotation:score_next", args=[dataset.pk])).status_code == 405
+
+
+def test_it_returns_the_item_fragment_with_its_url_for_htmx(anna_client, dataset):
+    response = anna_client.post(reverse("annotation:score_next", args=[dataset.pk]), **HX)
+    html = response.content.decode()
+    assert response.status_code == 200 and html.lstrip().startswith('<div id="workspace"')
+    assert "<html" not in html
+    assert response["HX-Push-Url"].startswith(reverse("annotation:score_item", args=[Assignment.objects.get().pk]))
+
+
+def test_it_keeps_response_whitespace_and_escapes_it(anna_client, dataset):
+    assignment = _reserve(anna_client, dataset)
+    assignment.response.text = "<script>alert(1)</script>\n  indented"
+    assignment.response.save()
+    html = anna_client.get(reverse("annotation:score_item", args=[assignment.pk])).content.decode()
+    assert "<script>alert(1)</script>" not in html
+    assert 'data-testid="response-text">&lt;script&gt;alert(1)&lt;/script&gt;\n  indented</div>' in html
+
+
+def test_it_hides_other_peoples_items(client, dataset, annotator):
+    other = make_user(username="bob", role="annotator")
+    client.force_login(other)
+    assignment = _reserve(client, dataset)
+    client.force_login(annotator)
+    assert client.get(reverse("annotation:score_item", args=[assignment.pk])).status_code == 404
+    assert client.post(reverse("annotation:score_submit", args=[assignment.pk]), {"score": "5"}).status_code == 404
+
+
+def test_it_submits_and_shows_the_side_by_side(anna_client, dataset, annotator):
+    assignment = _reserve(anna_client, dataset)
+    critic = make_critic_run(name="judge")
+    make_critic_score(critic_run=critic, response=assignment.response, score=2, critique="评语 too short")
+    response = anna_client.post(reverse("annotation:score_submit", args=[assignment.pk]),
+                                {"score": "9", "rationale": "good", "flags": ["response_cut_off"], "time_spent_s": "4.5"},
+                                **HX)
+    html = response.content.decode()
+    assert response.status_code == 200 and 'data-testid="side-by-side"' in html
+    assert "评语 too short" in html and "big-gap" in html
+    assert response["HX-Push-Url"].startswith(reverse("annotation:score_done", args=[assignment.response_id]))
+    human_score = HumanScore.objects.get(annotator=annotator)
+    assert (human_score.score, human_score.flags) == (9, ["response_cut_off"])
+    assert 0 <= human_score.time_spent_s <= 5
+
+
+def test_it_redirects_to_the_side_by_side_without_htmx(anna_client, dataset):
+    assignment = _reserve(anna_client, dataset)
+    response = anna_client.post(reverse("annotation:score_submit", args=[assignment.pk]), {"score": "6"})
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("annotation:score_done", args=[assignment.response_id]))
+    assert anna_client.get(reverse("annotation:score_item", args=[assignment.pk])).status_code == 302
+
+
+def test_it_shows_form_errors_in_place(anna_client, dataset):
+    assignment = _reserve(anna_client, dataset)
+    response = anna_client.post(reverse("annotation:score_submit", args=[assignment.pk]), {"score": "1"}, **HX)
+    assert response.status_code == 200 and 'data-testid="rationale-error"' in response.content.decode()
+    assert anna_client.post(reverse("annotation:score_submit", args=[assignment.pk]), {"score": "1"}).status_code == 422
+    assert not HumanScore.objects.exists()
+
+
+def test_it_skips_and_loads_the_next_item(anna_client, dataset):
+    first = _reserve(anna_client, dataset)
+    response = anna_client.post(reverse("annotation:score_skip", args=[first.pk]), **HX)
+    first.refresh_from_db()
+    assert first.status == Assignment.Status.SKIPPED
+    second = Assignment.objects.get(status="reserved")
+    assert second.response_id != first.response_id
+    assert f"score/item/{second.pk}/submit" in response.content.decode()
+    assert anna_client.post(reverse("annotation:score_skip", args=[second.pk])).status_code == 302
+
+
+def test_it_says_so_when_nothing_is_left(anna_client, annotator):
+    dataset, _ = make_scoring_dataset(questions=1, models=1, tasks=("Description",), name="tiny")
+    scoring.queue_sync(dataset)
+    _reserve(anna_client, dataset)
+    scoring.assignment_skip(assignment=Assignment.objects.get())
+    response = anna_client.post(reverse("annotation:score_next", args=[dataset.pk]), **HX)
+    assert 'data-testid="queue-empty"' in response.content.decode()
+
+
+def test_it_shows_peer_scores_only_when_the_dataset_allows(client, annotator):
+    dataset, _ = make_scoring_dataset(show_peer_scores=True, name="peers")
+    scoring.queue_sync(dataset)
+    bob = make_user(username="bob", role="annotator")
+    for user, value in ((bob, 2), (annotator, 8)):
+        client.force_login(user)
+        assignment = _reserve(client, dataset) if user == bob else None
+        if user == annotator:
+            # take bob's response: bob has submitted, so anna is offered it first in balanced order
+            assignment = _reserve(client, dataset)
+        client.post(reverse("annotation:score_submit", args=[assignment.pk]), {"score": str(value), "rationale": "r"})
+    html = client.get(reverse("annotation:score_done", args=[assignment.response_id])).content.decode()
+    assert 'data-testid="peer-row"' in html and "big-gap" in html
+    dataset.show_peer_scores = False
+    dataset.save()
+    html = client.get(reverse("annotation:score_done", args=[assignment.response_id])).content.decode()
+    assert 'data-testid="peer-row"' not in html
+
+
+def test_it_refuses_the_side_by_side_before_submitting(anna_client, dataset):
+    assignment = _reserve(anna_client, dataset)
+    assert anna_client.get(reverse("annotation:score_done", args=[assignment.response_id])).status_code == 404
+
+
+def test_it_edits_a_score_and_shows_the_history(anna_client, dataset, annotator):
+    assignment = _reserve(anna_client, dataset)
+    anna_client.post(reverse("annotation:score_submit", args=[assignment.pk]), {"score": "7"})
+    url = reverse("annotation:score_edit", args=[assignment.response_id])
+    response = anna_client.post(url, {"score": "4", "rationale": "second look"}, **HX)
+    html = response.content.decode()
+    assert 'data-testid="history"' in html and 'data-testid="saved"' in html
+    assert HumanScore.objects.get().score == 4 and HumanScoreRevision.objects.get().score == 7
+    assert anna_client.post(url, {"score": "5"}).status_code == 302
+    assert anna_client.get(url).status_code == 405
+
+
+def test_it_refuses_edits_after_the_window(anna_client, dataset):
+    assignment = _reserve(anna_client, dataset)
+    anna_client.post(reverse("annotation:score_submit", args=[assignment.pk]), {"score": "7"})
+    HumanScore.objects.update(created_at=timezone.now() - timedelta(days=1))
+    html = anna_client.post(reverse("annotation:score_edit", args=[assignment.response_id]), {"score": "3", "rationale": "x"},
+                            **HX).content.decode()
+    assert "data-edit-form" not in html and HumanScore.objects.get().score == 7
+
+
+def test_it_lists_my_scores(anna_client, dataset):
+    assignment = _reserve(anna_client, dataset)
+    anna_client.post(reverse("annotation:score_submit", args=[assignment.pk]), {"score": "7"})
+    page = anna_client.get(reverse("annotation:score_mine"))
+    assert page.status_code == 200 and page.content.decode().count('data-testid="my-score-row"') == 1
+    fragment = anna_client.get(reverse("annotation:score_mine"), **HX).content.decode()
+    assert fragment.lstrip().startswith('<div id="rows"')
+
+
+def test_it_shows_researchers_the_progress_page(client, researcher, annotator, dataset):
+    client.force_login(annotator)
+    assert client.get(reverse("annotation:score_progress")).status_code == 403
+    assignment = _reserve(client, dataset)
+    client.post(reverse("annotation:score_submit", args=[assignment.pk]), {"score": "7"})
+    client.force_login(researcher)
+    page = client.get(reverse("annotation:score_progress"), {"dataset": dataset.pk})
+    html = page.content.decode()
+    assert page.status_code == 200 and 'data-testid="bucket-1">1<' in html and 'data-testid="bucket-0">11<' in html
+    assert "anna" in html
+    assert client.get(reverse("annotation:score_progress"), **HX).content.decode().lstrip().startswith('<div id="progress"')
+    assert client.post(reverse("annotation:score_progress")).status_code == 405
+
+
+def _disagreement(dataset):
+    response = dataset.questions.first().responses.first()
+    a, b = make_user(username="x1", role="annotator"), make_user(username="x2", role="annotator")
+    low = HumanScore.objects.create(response=response, annotator=a, score=2, rationale="ZZ-low-rationale")
+    HumanScore.objects.create(response=response, annotator=b, score=9, rationale="ZZ-high-rationale")
+    low.revise(score=3, rationale="ZZ-low-rationale", flags=[], by=a)
+    make_critic_score(critic_run=make_critic_run(), response=response, score=5, critique="ZZ-critique")
+    return response
+
+
+def test_it_lists_and_resolves_disagreements(client, researcher, annotator, dataset):
+    response = _disagreement(dataset)
+    client.force_login(annotator)
+    assert client.get(reverse("annotation:adjudication_queue")).status_code == 403
+    assert client.get(reverse("annotation:adjudication_detail", args=[response.pk])).status_code == 403
+    client.force_login(researcher)
+    queue = client.get(reverse("annotation:adjudication_queue"), {"dataset": dataset.pk}).content.decode()
+    assert queue.count('data-testid="adjudication-row"') == 1
+    assert client.get(reverse("annotation:adjudication_queue"), **HX).content.decode().lstrip().startswith('<div id="rows"')
+    detail = client.get(reverse("annotation:adjudication_detail", args=[response.pk])).content.decode()
+    for marker in ("ZZ-low-rationale", "ZZ-high-rationale", "ZZ-critique", 'data-testid="revision"'):
+        assert marker in detail
+    fragment = client.post(reverse("annotation:adjudication_detail", args=[response.pk]),
+                           {"note": "", "score": "11"}, **HX).content.decode()
+    assert "请写下结论" in fragment and not Adjudication.objects.exists()
+    fragment = client.post(reverse("annotation:adjudication_detail", args=[response.pk]),
+                           {"note": "critic right", "score": "5"}, **HX).content.decode()
+    assert fragment.lstrip().startswith('<div id="resolution"') and 'data-testid="resolution"' in fragment
+    assert Adjudication.objects.get().score == 5
+    redirect = client.post(reverse("annotation:adjudication_detail", args=[response.pk]), {"note": "again"})
+    assert redirect.status_code == 302 and Adjudication.objects.get().score is None
+    queue = client.get(reverse("annotation:adjudication_queue"), {"dataset": dataset.pk}).content.decode()
+    assert 'data-testid="adjudication-row"' not in queue
+
+
+def _next_and_submit(client, dataset):
+    response = client.post(reverse("annotation:score_next", args=[dataset.pk]), **HX)
+    pk = re.search(r"score/item/(\d+)/submit", response.content.decode()).group(1)
+    client.post(reverse("annotation:score_submit", args=[pk]), {"score": "7"}, **HX)
+
+
+@pytest.mark.parametrize("size", [1, 8])
+def test_it_makes_the_same_number_of_queries_whatever_the_data(client, annotator, django_assert_max_num_queries,
+                                                                size):
+    dataset, responses = make_scoring_dataset(questions=size, models=size, name=f"q{size}")
+    critic = make_critic_run()
+    for r in responses:
+        make_critic_score(critic_run=critic, response=r, score=5)
+    scoring.queue_sync(dataset)
+    scoring.queue_sync_if_stale(dataset)
+    client.force_login(annotator)
+    for _ in range(size):  # history of our own
+        _next_and_submit(client, dataset)
+    # (savepoints included: the test runs inside a transaction)
+    with django_assert_max_num_queries(14):
+        response = client.post(reverse("annotation:score_next", args=[dataset.pk]), **HX)
+    pk = re.search(r"score/item/(\d+)/submit", response.content.decode()).group(1)
+    response_pk = Assignment.objects.get(pk=pk).response_id
+    with django_assert_max_num_queries(17):
+        client.post(reverse("annotation:score_submit", args=[pk]), {"score": "7"}, **HX)
+    with django_assert_max_num_queries(9):
+        client.get(reverse("annotation:score_done", args=[response_pk]))
+    with django_assert_max_num_queries(8):
+        client.get(reverse("annotation:score_mine"))
+    with django_assert_max_num_queries(8):
+        client.get(reverse("annotation:score_home"))
+
+
+@pytest.mark.parametrize("size", [1, 8])
+def test_it_keeps_researcher_pages_at_a_fixed_number_of_queries(client, researcher, django_assert_max_num_queries,
+                                                                 size):
+    dataset, responses = make_scoring_dataset(questions=size, models=2, name=f"r{size}")
+    people = [make_user(username=f"p{i}", role="annotator") for i in range(2)]
+    for r in responses:
+        for person, value in zip(people, (1, 9), strict=True):
+            HumanScore.objects.create(response=r, annotator=person, score=value).revise(
+                score=value, rationale="edited", flags=[], by=person)
+    scoring.queue_sync(dataset)
+    scoring.queue_sync_if_stale(dataset)
+    client.force_login(researcher)
+    with django_assert_max_num_queries(10):
+        client.get(reverse("annotation:score_progress"), {"dataset": dataset.pk})
+    with django_assert_max_num_queries(10):
+        client.get(reverse("annotation:adjudication_queue"), {"dataset": dataset.pk})
+    with django_assert_max_num_queries(12):
+        client.get(reverse("annotation:adjudication_detail", args=[responses[0].pk]))
