@@ -615,3 +615,95 @@ def adjudication_detail(request: HttpRequest, response_pk: int) -> HttpResponse:
     if request.htmx:
         template += "#resolution"
     return TemplateResponse(request, template, context)
+
+
+# --- rewrite review -------------------------------------------------------------------------------------
+
+
+def _review_seed(dataset: Dataset, seed_pk: str | None) -> Question | None:
+    seeds = Question.objects.filter(dataset=dataset, variant=0).select_related("image")
+    if seed_pk and seed_pk.isdigit():
+        return seeds.filter(pk=seed_pk).first()
+    pending_groups = Question.objects.filter(dataset=dataset).proposed().values("group")
+    return seeds.filter(group__in=pending_groups).order_by("group").first()
+
+
+def _proposal_rows(seed: Question) -> list[dict]:
+    from .drift import highlight
+
+    rows = []
+    for proposal in Question.objects.in_group(seed).filter(variant__isnull=True).order_by("status", "id"):
+        tokens = [flag["token"] for flag in proposal.drift]
+        rows.append({"q": proposal, "segments": highlight(proposal.text, tokens)})
+    return rows
+
+
+@require_GET
+@role_required(CURATOR)
+def rewrite_review(request: HttpRequest, pk: int) -> TemplateResponse:
+    """One seed beside its proposed rewrites; accept, edit-then-accept or reject by keyboard."""
+    dataset = get_object_or_404(Dataset, pk=pk)
+    from .drift import highlight
+
+    seed = _review_seed(dataset, request.GET.get("seed"))
+    rows = _proposal_rows(seed) if seed else []
+    # The seed's words that some proposal dropped or changed, marked once on the seed itself.
+    flagged = [flag["token"] for row in rows if row["q"].status == Question.Status.PROPOSED for flag in row["q"].drift]
+    context = {"dataset": dataset, "seed": seed, "rows": rows,
+               "seed_segments": highlight(seed.text, flagged) if seed else [],
+               "variants": Question.objects.in_group(seed).numbered().exclude(pk=seed.pk) if seed else [],
+               "pending": Question.objects.filter(dataset=dataset).proposed().count()}
+    return TemplateResponse(request, "annotation/review.html", context)
+
+
+def _review_row(request: HttpRequest, proposal: Question) -> HttpResponse:
+    if request.htmx:
+        from .drift import highlight
+
+        tokens = [flag["token"] for flag in proposal.drift]
+        row = {"q": proposal, "segments": highlight(proposal.text, tokens)}
+        return TemplateResponse(request, "annotation/review.html#row", {"row": row})
+    return redirect(f"{reverse('annotation:rewrite_review', args=[proposal.dataset_id])}?seed="
+                    f"{proposal.seed.pk}")
+
+
+@require_POST
+@role_required(CURATOR)
+def rewrite_accept(request: HttpRequest, pk: int) -> HttpResponse:
+    proposal = get_object_or_404(Question.objects.select_related("dataset"), pk=pk, status=Question.Status.PROPOSED)
+    text = request.POST.get("text")
+    try:
+        proposal.accept_rewrite(by=request.user, text=text if text is not None and text.strip() else None)
+    except DatasetFrozen as exc:
+        return HttpResponse(exc.messages[0], status=409)
+    except ValidationError as exc:
+        return HttpResponse(" ".join(exc.messages), status=400)
+    return _review_row(request, proposal)
+
+
+@require_POST
+@role_required(CURATOR)
+def rewrite_reject(request: HttpRequest, pk: int) -> HttpResponse:
+    proposal = get_object_or_404(Question.objects.select_related("dataset"), pk=pk, status=Question.Status.PROPOSED)
+    try:
+        proposal.reject_rewrite(by=request.user)
+    except DatasetFrozen as exc:
+        return HttpResponse(exc.messages[0], status=409)
+    return _review_row(request, proposal)
+
+
+@require_POST
+@role_required(CURATOR)
+def rewrite_accept_unflagged(request: HttpRequest, pk: int) -> HttpResponse:
+    seed = get_object_or_404(Question, pk=pk, variant=0)
+    accepted = 0
+    try:
+        for proposal in Question.objects.in_group(seed).proposed().order_by("id"):
+            if not proposal.drift:
+                proposal.accept_rewrite(by=request.user)
+                accepted += 1
+    except DatasetFrozen as exc:
+        messages.error(request, exc.messages[0])
+    else:
+        messages.success(request, f"Accepted {accepted} unflagged proposals.")
+    return redirect(f"{reverse('annotation:rewrite_review', args=[seed.dataset_id])}?seed={seed.pk}")
