@@ -241,6 +241,15 @@ def inference_run_create(*, endpoint: ModelEndpoint, dataset: Dataset, tasks: li
     return run
 
 
+@transaction.atomic
+def run_resume(*, run: Run) -> bool:
+    """Put a stopped run back on the queue; it does only what is missing. Imported runs can't be."""
+    if not run.resumable or not run.requeue():
+        return False
+    run_enqueue(run)
+    return True
+
+
 def _refresh_inference_counts(run: InferenceRun) -> None:
     counts = Response.objects.filter(run=run).aggregate(done=Count("id", filter=Q(error="")),
                                                         failed=Count("id", filter=~Q(error="")))
@@ -279,21 +288,13 @@ def inference_run_work(run_id: int) -> None:
 
 
 @transaction.atomic
-def inference_run_resume(*, run: InferenceRun) -> bool:
-    if not run.requeue():
-        return False
-    run_enqueue(run)
-    return True
-
-
-@transaction.atomic
 def inference_run_retry_failed(*, run: InferenceRun) -> int:
     """Drop the failed answers (kept in no other place but the run) and resume to redo them."""
     if run.is_active:
         raise ValueError("Wait for the run to stop (or cancel it) before retrying its failed items.")
     deleted, _ = Response.objects.filter(run=run).exclude(error="").delete()
     _refresh_inference_counts(run)
-    inference_run_resume(run=run)
+    run_resume(run=run)
     return deleted
 
 
@@ -511,14 +512,6 @@ def critic_run_work(run_id: int) -> None:
 
 
 @transaction.atomic
-def critic_run_resume(*, run: CriticRun) -> bool:
-    if run.critic_id is None or not run.requeue():
-        return False
-    run_enqueue(run)
-    return True
-
-
-@transaction.atomic
 def critic_run_retry(*, run: CriticRun) -> int:
     """Score again the responses whose reply was unparsed or whose request failed."""
     if run.is_active:
@@ -527,7 +520,7 @@ def critic_run_retry(*, run: CriticRun) -> int:
         critic_run=run, parse_status__in=[CriticScore.ParseStatus.UNPARSED, CriticScore.ParseStatus.FAILED]
     ).delete()
     _refresh_critic_counts(run)
-    critic_run_resume(run=run)
+    run_resume(run=run)
     return deleted
 
 
@@ -699,14 +692,5 @@ def rewrite_run_retry(*, run: RewriteRun) -> int:
     run.processed_ids = [pk for pk in run.processed_ids if pk not in failed_ids]
     run.report, run.failed = [], 0
     run.save(update_fields=["processed_ids", "report", "failed"])
-    if run.requeue():
-        run_enqueue(run)
+    run_resume(run=run)
     return len(failed_ids)
-
-
-@transaction.atomic
-def rewrite_run_resume(*, run: RewriteRun) -> bool:
-    if not run.requeue():
-        return False
-    run_enqueue(run)
-    return True

@@ -4,16 +4,19 @@ import io
 
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from annotation.models import DatasetFrozen, Question
-from annotation.roles import CURATOR, RESEARCHER, role_required, staff_required
+from annotation.roles import CURATOR, RESEARCHER, has_role, role_required, staff_required
 from annotation.tasks_catalog import Task
 
 from . import services
@@ -181,43 +184,6 @@ def run_detail(request: HttpRequest, pk: int) -> TemplateResponse:
     return TemplateResponse(request, template, context)
 
 
-def _after_action(request: HttpRequest, run: InferenceRun) -> HttpResponse:
-    if request.htmx:
-        run.refresh_from_db()
-        return TemplateResponse(request, "evaluation/run.html#progress", {"run": run})
-    return redirect("evaluation:run", pk=run.pk)
-
-
-@require_POST
-@role_required(RESEARCHER)
-def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
-    run = get_object_or_404(InferenceRun, pk=pk)
-    if not run.cancel():
-        messages.info(request, "The run had already stopped.")
-    return _after_action(request, run)
-
-
-@require_POST
-@role_required(RESEARCHER)
-def run_resume(request: HttpRequest, pk: int) -> HttpResponse:
-    run = get_object_or_404(InferenceRun, pk=pk)
-    if run.source == InferenceRun.Source.IMPORT or not services.inference_run_resume(run=run):
-        messages.info(request, "Only a stopped run that was generated here can be resumed.")
-    return _after_action(request, run)
-
-
-@require_POST
-@role_required(RESEARCHER)
-def run_retry_failed(request: HttpRequest, pk: int) -> HttpResponse:
-    run = get_object_or_404(InferenceRun, pk=pk)
-    try:
-        count = services.inference_run_retry_failed(run=run)
-        messages.success(request, f"Retrying {count} failed items.")
-    except ValueError as exc:
-        messages.error(request, str(exc))
-    return _after_action(request, run)
-
-
 @require_GET
 @role_required(RESEARCHER)
 def run_export(request: HttpRequest, pk: int) -> HttpResponse:
@@ -288,42 +254,6 @@ def critic_run_detail(request: HttpRequest, pk: int) -> TemplateResponse:
     if request.htmx:
         template += "#scores" if request.htmx.target == "scores" else "#progress"
     return TemplateResponse(request, template, context)
-
-
-def _after_critic_action(request: HttpRequest, run: CriticRun) -> HttpResponse:
-    if request.htmx:
-        run.refresh_from_db()
-        return TemplateResponse(request, "evaluation/critic_run.html#progress", {"run": run})
-    return redirect("evaluation:critic_run", pk=run.pk)
-
-
-@require_POST
-@role_required(RESEARCHER)
-def critic_run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
-    run = get_object_or_404(CriticRun, pk=pk)
-    run.cancel()
-    return _after_critic_action(request, run)
-
-
-@require_POST
-@role_required(RESEARCHER)
-def critic_run_resume(request: HttpRequest, pk: int) -> HttpResponse:
-    run = get_object_or_404(CriticRun, pk=pk)
-    if not services.critic_run_resume(run=run):
-        messages.info(request, "Only a stopped critic run with a critic endpoint can be resumed.")
-    return _after_critic_action(request, run)
-
-
-@require_POST
-@role_required(RESEARCHER)
-def critic_run_retry(request: HttpRequest, pk: int) -> HttpResponse:
-    run = get_object_or_404(CriticRun, pk=pk)
-    try:
-        count = services.critic_run_retry(run=run)
-        messages.success(request, f"Scoring {count} unparsed or failed items again.")
-    except ValueError as exc:
-        messages.error(request, str(exc))
-    return _after_critic_action(request, run)
 
 
 @require_GET
@@ -423,35 +353,60 @@ def rewrite_run_detail(request: HttpRequest, pk: int) -> TemplateResponse:
     return TemplateResponse(request, template, {"run": run})
 
 
-def _after_rewrite_action(request: HttpRequest, run: RewriteRun) -> HttpResponse:
+# --- cancel, resume and retry, for every kind of run ----------------------------------------------------
+
+# kind -> (model, page template, retry service, roles). The URLs pass the kind.
+RUN_KINDS = {
+    "inference": (InferenceRun, "evaluation/run.html", services.inference_run_retry_failed, (RESEARCHER,)),
+    "critic": (CriticRun, "evaluation/critic_run.html", services.critic_run_retry, (RESEARCHER,)),
+    "rewrite": (RewriteRun, "evaluation/rewrite_run.html", services.rewrite_run_retry, (CURATOR, RESEARCHER)),
+}
+
+
+def _run_for_action(request: HttpRequest, pk: int, kind: str):
+    model, template, retry, roles = RUN_KINDS[kind]
+    if not has_role(request.user, *roles):
+        raise PermissionDenied(f"This action is for: {', '.join(roles)}.")
+    return get_object_or_404(model, pk=pk), template, retry
+
+
+def _after_run_action(request: HttpRequest, run, template: str) -> HttpResponse:
     if request.htmx:
         run.refresh_from_db()
-        return TemplateResponse(request, "evaluation/rewrite_run.html#progress", {"run": run})
-    return redirect("evaluation:rewrite_run", pk=run.pk)
+        return TemplateResponse(request, f"{template}#progress", {"run": run})
+    return redirect(run_page_url(run))
+
+
+def run_page_url(run) -> str:
+    name = {InferenceRun: "evaluation:run", CriticRun: "evaluation:critic_run", RewriteRun: "evaluation:rewrite_run"}
+    return reverse(name[type(run)], args=[run.pk])
 
 
 @require_POST
-@role_required(CURATOR, RESEARCHER)
-def rewrite_run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
-    run = get_object_or_404(RewriteRun, pk=pk)
-    run.cancel()
-    return _after_rewrite_action(request, run)
+@login_required
+def run_cancel(request: HttpRequest, pk: int, kind: str) -> HttpResponse:
+    run, template, _ = _run_for_action(request, pk, kind)
+    if not run.cancel():
+        messages.info(request, "The run had already stopped.")
+    return _after_run_action(request, run, template)
 
 
 @require_POST
-@role_required(CURATOR, RESEARCHER)
-def rewrite_run_resume(request: HttpRequest, pk: int) -> HttpResponse:
-    run = get_object_or_404(RewriteRun, pk=pk)
-    services.rewrite_run_resume(run=run)
-    return _after_rewrite_action(request, run)
+@login_required
+def run_resume(request: HttpRequest, pk: int, kind: str) -> HttpResponse:
+    run, template, _ = _run_for_action(request, pk, kind)
+    if not services.run_resume(run=run):
+        messages.info(request, "Only a stopped run that was generated here can be resumed.")
+    return _after_run_action(request, run, template)
 
 
 @require_POST
-@role_required(CURATOR, RESEARCHER)
-def rewrite_run_retry(request: HttpRequest, pk: int) -> HttpResponse:
-    run = get_object_or_404(RewriteRun, pk=pk)
+@login_required
+def run_retry(request: HttpRequest, pk: int, kind: str) -> HttpResponse:
+    run, template, retry = _run_for_action(request, pk, kind)
     try:
-        services.rewrite_run_retry(run=run)
+        count = retry(run=run)
+        messages.success(request, f"Retrying {count} items.")
     except ValueError as exc:
         messages.error(request, str(exc))
-    return _after_rewrite_action(request, run)
+    return _after_run_action(request, run, template)

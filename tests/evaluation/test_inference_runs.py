@@ -76,7 +76,7 @@ def test_it_cancels_between_batches_and_resumes(celery_worker, chat_server):
     answered = Response.objects.filter(run=run).count()
     assert run.status == "cancelled" and 0 < answered < 40
     chat_server.latency_s = 0
-    assert services.inference_run_resume(run=run)
+    assert services.run_resume(run=run)
     run = finished(run)
     assert (run.status, run.done, Response.objects.filter(run=run).count()) == ("done", 40, 40)
 
