@@ -25,6 +25,7 @@ urlpatterns = [
     path("rewrite-runs/<int:pk>/resume", views.run_resume, {"kind": "rewrite"}, name="rewrite_run_resume"),
     path("rewrite-runs/<int:pk>/retry", views.run_retry, {"kind": "rewrite"}, name="rewrite_run_retry"),
     path("templates/", views.templates_list, name="templates"),
+    path("templates/new", views.template_create, name="template_create"),
     path("templates/<int:pk>/", views.template_detail, name="template"),
     path("templates/<int:pk>/preview", views.template_preview, name="template_preview"),
     path("endpoints/", views.endpoints, name="endpoints"),

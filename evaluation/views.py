@@ -24,6 +24,7 @@ from .forms import (
     CriticRunForm,
     EndpointForm,
     InferenceRunForm,
+    NewTemplateForm,
     ResponsesImportForm,
     RewriteRunForm,
     TemplateForm,
@@ -291,6 +292,25 @@ def templates_list(request: HttpRequest) -> TemplateResponse:
     services.rewrite_template_default()
     rows = PromptTemplate.objects.select_related("created_by").order_by("kind", "name", "-version")
     return TemplateResponse(request, "evaluation/templates.html", {"templates": rows})
+
+
+@require_http_methods(["GET", "POST"])
+@role_required(RESEARCHER)
+def template_create(request: HttpRequest) -> HttpResponse:
+    """Paste another template, e.g. the prompt a fine-tuned critic was trained on, as version 1."""
+    kind = request.POST.get("kind_choice") or request.GET.get("kind") or PromptTemplate.Kind.CRITIC
+    form = NewTemplateForm(request.POST or None, kind=kind, initial={"kind_choice": kind})
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        if PromptTemplate.objects.filter(kind=kind, name=data["name"]).exists():
+            form.add_error("name", "A template of this kind already has that name: edit it to make a new version.")
+        else:
+            template = PromptTemplate.objects.create(kind=kind, name=data["name"], version=1, body=data["body"],
+                                                     note=data["note"], created_by=request.user)
+            messages.success(request, f"Template {template} created.")
+            return redirect("evaluation:template", pk=template.pk)
+    return TemplateResponse(request, "evaluation/template_new.html", {"form": form},
+                            status=400 if form.errors else 200)
 
 
 @require_http_methods(["GET", "POST"])

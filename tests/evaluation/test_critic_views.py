@@ -108,3 +108,17 @@ def test_it_previews_a_template_for_a_three_round_dialogue(client, scored, resea
                       {"response": scored["response"].pk}, headers={"HX-Request": "true"}).content.decode()
     assert html.index("第1轮") < html.index("第2轮") < html.index("第3轮")
     assert "参考&lt;i&gt;答案&lt;/i&gt;" in html and "多轮对话" in html
+
+
+def test_it_takes_a_pasted_template_as_version_1(client, researcher):
+    client.force_login(researcher)
+    body = "你是评审。问题：{{question}}\n回答：{{answer}}\n输出 {\"Rating\": 1-10}"
+    response = client.post(reverse("evaluation:template_create"), {"kind_choice": "critic", "name": "critiquevlm",
+                                                                   "body": body, "note": "from the paper"})
+    template = PromptTemplate.objects.get(name="critiquevlm")
+    assert response.status_code == 302 and (template.version, template.body, template.kind) == (1, body, "critic")
+    again = client.post(reverse("evaluation:template_create"), {"kind_choice": "critic", "name": "critiquevlm",
+                                                                "body": body})
+    assert again.status_code == 400 and "already has that name" in again.content.decode()
+    bad = client.post(reverse("evaluation:template_create"), {"kind_choice": "rewrite", "name": "r", "body": "{{answer}}"})
+    assert bad.status_code == 400 and not PromptTemplate.objects.filter(name="r").exists()

@@ -115,3 +115,18 @@ def test_it_runs_from_the_command_line_and_waits(celery_worker, chat_server):
     lines = out.getvalue().strip().splitlines()
     assert lines[0].startswith("run_id=")
     assert lines[-1] == "done=6 failed=0"
+
+
+def test_it_tests_an_endpoint_on_a_worker(celery_worker, chat_server):
+    from evaluation.models import EndpointCheck
+
+    endpoint = make_endpoint(base_url=chat_server.base_url)
+    check = services.endpoint_check_create(endpoint=endpoint)
+    check = wait_for(lambda: EndpointCheck.objects.exclude(status="queued").filter(pk=check.pk).first(), timeout=30,
+                     what="the endpoint check")
+    assert check.status == "done" and check.output.startswith("回答: 图片是什么颜色") and check.latency_s > 0
+    dead = make_endpoint(name="dead", base_url="http://127.0.0.1:9/v1", max_retries=0, timeout_s=2)
+    check = services.endpoint_check_create(endpoint=dead)
+    check = wait_for(lambda: EndpointCheck.objects.exclude(status="queued").filter(pk=check.pk).first(), timeout=30,
+                     what="the failing endpoint check")
+    assert check.status == "failed" and check.error
