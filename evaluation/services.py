@@ -589,7 +589,7 @@ def critiques_export(*, run: CriticRun, out: IO[str]) -> int:
 # --- rewrite runs ---------------------------------------------------------------------------------------
 
 
-def rewritable_seeds(dataset: Dataset):
+def rewritable_seeds(dataset: Dataset | int | str):
     """Seeds that may get rewrites: accepted variant-0 questions that are not dialogues."""
     return Question.objects.filter(dataset=dataset).seeds().accepted().exclude(task__in=DIALOGUE_TASKS)
 

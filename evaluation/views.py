@@ -359,7 +359,10 @@ def rewrite_run_create(request: HttpRequest) -> HttpResponse:
             form.add_error(None, str(exc))
         else:
             return redirect("evaluation:rewrite_run", pk=run.pk)
-    return TemplateResponse(request, "evaluation/rewrite_run_new.html", {"form": form},
+    dataset_id = request.GET.get("dataset", "")
+    seeds = (services.rewritable_seeds(dataset_id).order_by("group")[:500]
+             if dataset_id.isdigit() else Question.objects.none())
+    return TemplateResponse(request, "evaluation/rewrite_run_new.html", {"form": form, "seeds": seeds},
                             status=400 if form.errors else 200)
 
 

@@ -97,3 +97,19 @@ def test_it_refuses_a_frozen_dataset(seeds):
     endpoint = make_endpoint(name="rw", role="rewriter")
     with pytest.raises(Exception, match="frozen"):
         services.rewrite_run_create(endpoint=endpoint, dataset=seeds["dataset"])
+
+
+@pytest.mark.django_db(transaction=False)
+def test_it_generates_for_hand_picked_seeds_only(client, curator, seeds, django_capture_on_commit_callbacks):
+    from django.urls import reverse
+
+    endpoint = make_endpoint(name="rw", role="rewriter")
+    client.force_login(curator)
+    html = client.get(reverse("evaluation:rewrite_run_create"), {"dataset": seeds["dataset"].pk}).content.decode()
+    assert "图中有3只猫吗？" in html and "然后呢" not in html, "dialogues are never offered"
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = client.post(reverse("evaluation:rewrite_run_create"), {
+            "endpoint": endpoint.pk, "dataset": seeds["dataset"].pk, "per_seed": 3,
+            "seed": [seeds["cats"].pk, seeds["dialogue"].pk]})
+    run = RewriteRun.objects.get()
+    assert response.status_code == 302 and run.seed_ids == [seeds["cats"].pk] and len(callbacks) == 1
