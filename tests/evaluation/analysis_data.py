@@ -6,8 +6,16 @@ import random
 
 from annotation.models import HumanScore
 from evaluation.models import CriticRun
-from tests.factories import make_critic_score, make_dataset, make_endpoint, make_image, make_question, make_response, \
-    make_run, make_user
+from tests.factories import (
+    make_critic_score,
+    make_dataset,
+    make_endpoint,
+    make_image,
+    make_question,
+    make_response,
+    make_run,
+    make_user,
+)
 
 TASKS = ["Description", "Counting", "OCR", "Reasoning", "Coherence"]
 

@@ -7,8 +7,15 @@ import pytest
 
 from annotation.models import HumanScore
 from evaluation import analysis
-from evaluation.metrics import PairTable, agreement, agreement_from_table, alignment_score, \
-    krippendorff_alpha_interval, micro_macro, parse_bands
+from evaluation.metrics import (
+    PairTable,
+    agreement,
+    agreement_from_table,
+    alignment_score,
+    krippendorff_alpha_interval,
+    micro_macro,
+    parse_bands,
+)
 from evaluation.models import CriticScore
 from tests.evaluation.analysis_data import hand_world, random_world
 
