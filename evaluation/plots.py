@@ -51,7 +51,7 @@ def bars_svg(groups: list[dict], *, series: list[str], title: str, low: float = 
     values = [v for g in groups for item in g["values"] if item for v in item if v is not None]
     high = high if high is not None else (max(values) * 1.1 if values else 1.0) or 1.0
     bar, gap, left, top, plot_h = 14, 18, 48, 40, 220
-    width = left + len(groups) * (bar * len(series) + gap) + 20
+    width = max(left + len(groups) * (bar * len(series) + gap) + 20, left + 150 * len(series) + 20, 420)
     def y_of(v: float) -> float:
         return top + plot_h - (min(max(v, low), high) - low) / (high - low) * plot_h
 
