@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import (
     Avg,
     Count,
@@ -62,7 +62,13 @@ def _placeholders(values: Iterable) -> str:
     return ", ".join(["%s"] * len(list(values)))
 
 
-def _fetch(sql: str, params: list) -> list[tuple]:
+def _fetch(sql: str, params: list, *, big: bool = False) -> list[tuple]:
+    """Rows of one aggregate query. big: give PostgreSQL room to hash a million rows in memory, not on disk."""
+    if big and connection.vendor == "postgresql":
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SET LOCAL work_mem = '256MB'")
+            cursor.execute(sql, params)
+            return cursor.fetchall()
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
@@ -107,28 +113,34 @@ class PairCells:
         return table, int(self.count[mask & np.isnan(self.x)].sum())
 
 
-def pair_cells(*, critic_run_ids: list[int], human: str = "mean") -> PairCells:
-    """Critic scores of these runs against human scores of the same responses, counted in SQL."""
+def pair_cells(*, critic_run_ids: list[int], human: str = "mean", by_task: bool = True,
+               by_model: bool = True) -> PairCells:
+    """Critic scores of these runs against human scores of the same responses, counted in SQL.
+
+    Only the dimensions asked for are grouped on: per model x per task cells would be 50 times more rows.
+    """
     if human not in HUMAN_MODES:
         raise ValueError(f"human must be one of {HUMAN_MODES}")
+    empty = np.array([])
     if not critic_run_ids:
-        empty = np.array([])
-        return PairCells(empty, empty, empty.astype(str), empty, empty, empty)
+        return PairCells(empty, empty, empty.astype(object), empty, empty, empty)
+    task = "q.task" if by_task else "''"
+    run = "r.run_id" if by_model else "0"
+    join_question = f"JOIN {_table(Question)} q ON q.id = r.question_id" if by_task else ""
     sql = f"""
-        SELECT cs.critic_run_id, r.run_id, q.task, cs.score, h.y, COUNT(*)
+        SELECT cs.critic_run_id, {run}, {task}, cs.score, h.y, COUNT(*)
         FROM {_table(CriticScore)} cs
         JOIN ({_human_source(human)}) h ON h.response_id = cs.response_id
         JOIN {_table(Response)} r ON r.id = cs.response_id
-        JOIN {_table(Question)} q ON q.id = r.question_id
+        {join_question}
         WHERE cs.critic_run_id IN ({_placeholders(critic_run_ids)})
-        GROUP BY cs.critic_run_id, r.run_id, q.task, cs.score, h.y
+        GROUP BY {", ".join(c for c in ("cs.critic_run_id", run, task, "cs.score", "h.y") if "." in c)}
     """
-    rows = _fetch(sql, list(critic_run_ids))
+    rows = _fetch(sql, list(critic_run_ids), big=True)
     if not rows:
-        empty = np.array([])
-        return PairCells(empty, empty, empty.astype(str), empty, empty, empty)
-    critic, run, task, x, y, count = zip(*rows, strict=True)
-    return PairCells(np.array(critic), np.array(run), np.array(task, dtype=object),
+        return PairCells(empty, empty, empty.astype(object), empty, empty, empty)
+    critic, run_ids, tasks, x, y, count = zip(*rows, strict=True)
+    return PairCells(np.array(critic), np.array(run_ids), np.array(tasks, dtype=object),
                      np.array([np.nan if v is None else v for v in x], dtype=np.float64),
                      np.asarray(y, dtype=np.float64), np.asarray(count, dtype=np.int64))
 
@@ -204,17 +216,21 @@ def agreement_report(*, critic_runs: list[CriticRun], human: str = "mean", bands
                      breakdowns: Iterable[str] = BREAKDOWNS, n_boot: int = 1000,
                      with_humans: bool = True) -> AgreementReport:
     """Every critic run against the humans, overall and per slice, critics side by side."""
-    cells = pair_cells(critic_run_ids=[run.pk for run in critic_runs], human=human)
-    labels = run_labels(set(cells.run.tolist()))
-    category = np.array([TASKS[t].category for t in cells.task], dtype=object)
+    breakdowns = list(breakdowns)
+    by_model = "model" in breakdowns
+    cells = pair_cells(critic_run_ids=[run.pk for run in critic_runs], human=human,
+                       by_task=bool({"task", "category"} & set(breakdowns)), by_model=by_model)
+    labels = run_labels(set(cells.run.tolist())) if by_model else {}
+    category = np.array([TASKS[t].category if t in TASKS else "" for t in cells.task], dtype=object)
     overall, by = [], {name: [] for name in breakdowns}
     for run in critic_runs:
         mine = cells.critic == run.pk
         overall.append(_row(run, "all", "全部 Overall", cells, mine, bands=bands, n_boot=n_boot))
     slices = {
-        "task": [(t, task_label(t), cells.task == t) for t in TASKS if (cells.task == t).any()],
+        "task": [(t, task_label(t), cells.task == t) for t in TASKS if (cells.task == t).any()],  # noqa: E501
         "category": [(c.value, c.label, category == c.value) for c in Category if (category == c.value).any()],
-        "model": [(str(pk), labels.get(pk, f"run {pk}"), cells.run == pk) for pk in sorted(labels, key=labels.get)],
+        "model": [(str(pk), labels.get(pk, f"run {pk}"), cells.run == pk)
+                  for pk in sorted(labels, key=labels.get)] if by_model else [],
     }
     for name in by:
         for key, label, mask in slices[name]:
@@ -225,7 +241,7 @@ def agreement_report(*, critic_runs: list[CriticRun], human: str = "mean", bands
     humans = human_agreement(inference_run_ids=_inference_run_ids(critic_runs), bands=bands,
                              n_boot=n_boot) if with_humans else None
     return AgreementReport(critic_runs, human, bands, overall, by, _heatmaps(cells, critic_runs),
-                           _distributions(cells, critic_runs, labels), humans)
+                           _distributions(cells, critic_runs, labels) if by_model else [], humans)
 
 
 def _inference_run_ids(critic_runs: list[CriticRun]) -> list[int]:
@@ -327,7 +343,7 @@ def human_agreement(*, inference_run_ids: list[int], bands: Bands = DEFAULT_BAND
             SELECT COUNT(*) AS m, SUM(hs.score) AS s, SUM(hs.score * hs.score) AS ss
             FROM {hs} hs JOIN {resp} r ON r.id = hs.response_id
             WHERE r.run_id IN ({runs}) GROUP BY hs.response_id HAVING COUNT(*) >= 2
-        ) u GROUP BY m, s, ss""", list(inference_run_ids))
+        ) u GROUP BY m, s, ss""", list(inference_run_ids), big=True)
     alpha = alpha_from_unit_stats(*zip(*units, strict=True)) if units else None
     unit_count = sum(row[3] for row in units)
     rows = _fetch(f"""
@@ -335,7 +351,7 @@ def human_agreement(*, inference_run_ids: list[int], bands: Bands = DEFAULT_BAND
         FROM {hs} a JOIN {hs} b ON b.response_id = a.response_id AND b.annotator_id > a.annotator_id
         JOIN {resp} r ON r.id = a.response_id
         WHERE r.run_id IN ({runs})
-        GROUP BY a.annotator_id, b.annotator_id, a.score, b.score""", list(inference_run_ids))
+        GROUP BY a.annotator_id, b.annotator_id, a.score, b.score""", list(inference_run_ids), big=True)
     if not rows:
         return HumanAgreement(alpha, unit_count, None)
     a, b, sa, sb, n = (np.asarray(col) for col in zip(*rows, strict=True))
@@ -410,8 +426,10 @@ def default_critic_run(dataset: Dataset) -> CriticRun | None:
         runs.order_by("-created_at", "-pk").first()
 
 
-def _group_stats(*, dataset: Dataset, source: str, critic_run: CriticRun | None, score_field: str) -> list[tuple]:
-    """Per (inference run, task, rewrite group): scored count, sum, sum of squares, min, max, missing count."""
+def _task_stats(*, dataset: Dataset, source: str, critic_run: CriticRun | None, score_field: str,
+                spread: str) -> list[tuple]:
+    """Per (inference run, task): scored count, sum, missing count, rewrite groups with 2+ scores and the sum of
+    their spreads. Two GROUP BYs in SQL (per rewrite group, then per task), so a few hundred rows come back."""
     resp, quest = _table(Response), _table(Question)
     group = _q("group")
     if source == "critic":
@@ -423,13 +441,23 @@ def _group_stats(*, dataset: Dataset, source: str, critic_run: CriticRun | None,
         source_sql = (f"FROM {resp} r JOIN {_table(InferenceRun)} ir ON ir.id = r.run_id "
                       f"LEFT JOIN ({_human_source('mean')}) h ON h.response_id = r.id")
         where, params = "ir.dataset_id = %s AND r.error = ''", [dataset.pk]
+    # Population variance of a group; an all-equal group is exactly 0 (float sums could leave 1e-16), and
+    # float slack never makes it negative. SQRT exists in PostgreSQL and Django registers it for SQLite.
+    variance = "CASE WHEN g.hi > g.lo AND g.ss / g.n - (g.s / g.n) * (g.s / g.n) > 0 " \
+               "THEN g.ss / g.n - (g.s / g.n) * (g.s / g.n) ELSE 0 END"
+    spread_sql = f"SQRT({variance})" if spread == "std" else variance
     sql = f"""
-        SELECT r.run_id, q.task, q.{group}, COUNT({value}), SUM({value}), SUM({value} * {value}),
-               MIN({value}), MAX({value}), COUNT(*) - COUNT({value})
-        {source_sql} JOIN {quest} q ON q.id = r.question_id
-        WHERE {where} AND q.dataset_id = %s
-        GROUP BY r.run_id, q.task, q.{group}"""
-    return _fetch(sql, [*params, dataset.pk])
+        SELECT g.run_id, g.task, SUM(g.n), SUM(g.s), SUM(g.missing),
+               SUM(CASE WHEN g.n >= 2 THEN 1 ELSE 0 END), SUM(CASE WHEN g.n >= 2 THEN {spread_sql} ELSE 0 END)
+        FROM (
+            SELECT r.run_id AS run_id, q.task AS task, COUNT({value}) AS n, SUM(CAST({value} AS FLOAT)) AS s,
+                   SUM(CAST({value} AS FLOAT) * {value}) AS ss, MIN({value}) AS lo, MAX({value}) AS hi,
+                   COUNT(*) - COUNT({value}) AS missing
+            {source_sql} JOIN {quest} q ON q.id = r.question_id
+            WHERE {where} AND q.dataset_id = %s
+            GROUP BY r.run_id, q.task, q.{group}
+        ) g GROUP BY g.run_id, g.task"""
+    return _fetch(sql, [*params, dataset.pk], big=True)
 
 
 def leaderboard(*, dataset: Dataset, source: str = "critic", critic_run: CriticRun | None = None,
@@ -439,43 +467,31 @@ def leaderboard(*, dataset: Dataset, source: str = "critic", critic_run: CriticR
         raise ValueError("bad leaderboard option")
     if source == "critic" and critic_run is None:
         critic_run = default_critic_run(dataset)
-    stats = _group_stats(dataset=dataset, source=source, critic_run=critic_run, score_field=score_field)
-    if not stats:
-        return Leaderboard(dataset, source, critic_run, score_field, spread, [])
-    run_id, task, _group, n, s, ss, lo, hi, missing = (np.asarray(col, dtype=object) for col in zip(*stats,
-                                                                                                 strict=True))
-    n = n.astype(np.int64)
-    missing = missing.astype(np.int64)
-    s = np.array([0.0 if v is None else float(v) for v in s])
-    ss = np.array([0.0 if v is None else float(v) for v in ss])
-    varies = np.array([a is not None and b is not None and a != b for a, b in zip(lo, hi, strict=True)])
-    labels = run_labels(set(run_id.tolist()))
+    stats = _task_stats(dataset=dataset, source=source, critic_run=critic_run, score_field=score_field,
+                        spread=spread)
+    per_run: dict[int, dict[str, tuple]] = defaultdict(dict)
+    for run_id, task, n, total, missing, groups, spreads in stats:
+        per_run[run_id][task] = (int(n or 0), float(total or 0), int(missing or 0), int(groups or 0),
+                                 float(spreads or 0))
+    labels = run_labels(per_run)
     rows = []
-    for pk in labels:
-        mine = run_id == pk
-        tasks, counts = {}, {}
-        for t in TASKS:
-            m = mine & (task == t)
-            k = int(n[m].sum())
-            counts[t] = k
-            tasks[t] = float(s[m].sum() / k) if k else None
+    for pk, by_task in per_run.items():
+        tasks = {t: (by_task[t][1] / by_task[t][0] if t in by_task and by_task[t][0] else None) for t in TASKS}
+        counts = {t: by_task[t][0] if t in by_task else 0 for t in TASKS}
         categories = {}
         for c in Category:
             values = [tasks[t] for t in TASKS if TASKS[t].category == c.value and tasks[t] is not None]
-            categories[c.value] = float(np.mean(values)) if values else None
-        total = int(n[mine].sum())
+            categories[c.value] = sum(values) / len(values) if values else None
+        n = sum(v[0] for v in by_task.values())
+        groups = sum(v[3] for v in by_task.values())
+        mean_spread = sum(v[4] for v in by_task.values()) / groups if groups else None
         present = [v for v in tasks.values() if v is not None]
-        g = mine & (n >= 2)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            var = np.where(varies[g], (ss[g] - s[g] * s[g] / n[g]) / n[g], 0.0)
-        var = np.maximum(var, 0.0)  # float slack on sums of expected scores
-        mean_spread = float((np.sqrt(var) if spread == "std" else var).mean()) if g.any() else None
-        alignment = None if not mean_spread else 1 / mean_spread
         rows.append(LeaderboardRow(
-            pk, labels[pk], tasks, counts, categories,
-            float(s[mine].sum() / total) if total else None,
-            float(np.mean(present)) if present else None,
-            alignment, int(g.sum()), mean_spread, total, int(missing[mine].sum())))
+            pk, labels.get(pk, f"run {pk}"), tasks, counts, categories,
+            sum(v[1] for v in by_task.values()) / n if n else None,
+            sum(present) / len(present) if present else None,
+            1 / mean_spread if mean_spread else None, groups, mean_spread, n,
+            sum(v[2] for v in by_task.values())))
     return Leaderboard(dataset, source, critic_run, score_field, spread, rows)
 
 

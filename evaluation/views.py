@@ -400,10 +400,20 @@ def analysis_agreement(request: HttpRequest) -> TemplateResponse:
         bands = parse_bands(bands_text)
     except ValueError as exc:
         bands, bands_error = DEFAULT_BANDS, str(exc)
-    report = analysis.agreement_report(critic_runs=runs, human=human, bands=bands, breakdowns=[by]) if runs else None
+    # Human-human agreement is its own request (htmx loads it after the page; without JS, a link): it costs
+    # as much SQL as the critic tables and doesn't change with the critic picked.
+    with_humans = request.GET.get("humans") == "1"
     context = {"runs": _critic_run_choices(), "selected": [r.pk for r in runs], "human": human, "by": by,
-               "bands_text": bands_text, "bands_error": bands_error, "report": report,
-               "metric_labels": analysis.METRIC_LABELS, "breakdowns": analysis.BREAKDOWNS}
+               "bands_text": bands_text, "bands_error": bands_error, "metric_labels": analysis.METRIC_LABELS,
+               "breakdowns": analysis.BREAKDOWNS, "humans_url": request.GET.copy()}
+    context["humans_url"]["humans"] = "1"
+    context["humans_url"] = context["humans_url"].urlencode()
+    if request.htmx and with_humans and runs:
+        context["humans"] = analysis.human_agreement(inference_run_ids=analysis._inference_run_ids(runs), bands=bands)
+        return TemplateResponse(request, "evaluation/analysis_agreement.html#humans", context)
+    report = analysis.agreement_report(critic_runs=runs, human=human, bands=bands, breakdowns=[by],
+                                       with_humans=with_humans) if runs else None
+    context["report"], context["humans"] = report, report.humans if report else None
     if report:
         context["plots"] = _agreement_plots(report, by, plots)
     template = "evaluation/analysis_agreement.html"

@@ -22,6 +22,7 @@ def test_it_renders_the_agreement_page_with_chinese_labels(page, researcher):
     width = page.evaluate("""() => { const t = [...document.querySelectorAll('svg.plot text')]
         .find(e => e.textContent.startsWith('人工评分')); return t ? t.getBBox().width : 0; }""")
     assert width > 150
+    page.wait_for_selector("[data-testid=alpha]")  # human-human agreement loads after the page
     page.click("text=模型 Model >> nth=-1")
     page.wait_for_selector("[data-testid=breakdown] >> text=模型甲 Qwen-VL")
     assert "nan" not in page.inner_text("#report").lower()

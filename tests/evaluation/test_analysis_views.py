@@ -70,7 +70,19 @@ def test_it_shows_critics_side_by_side_with_intervals_and_unparsed(client, world
         assert f'data-testid="unparsed">{row.unparsed}<' in html and row.unparsed > 0
     assert "评委 judge-a" in html and "评委 judge-b" in html
     assert "描述类 Description (Des)" in html and "nan" not in html.lower()
-    assert "Krippendorff" in html and "<svg" in html and "人工评分 Human score" in html
+    assert "<svg" in html and "人工评分 Human score" in html
+    assert "Krippendorff" not in html and 'data-testid="load-humans"' in html  # loaded after the page
+
+
+def test_it_loads_human_agreement_as_a_partial_and_without_js(client, world, researcher):
+    client.force_login(researcher)
+    partial = client.get(_agreement_url(world, humans="1"), headers={"HX-Request": "true"}).content.decode()
+    humans = analysis.human_agreement(inference_run_ids=[r.pk for r in world["runs"]])
+    assert 'id="humans"' in partial and "<html" not in partial and "Krippendorff" in partial
+    assert f"{humans.alpha:.3f}" in partial and "ann1 · ann2" in partial
+    assert humans.pooled["mae"].display() in partial
+    page = client.get(_agreement_url(world, humans="1")).content.decode()
+    assert "Krippendorff" in page and "<html" in page
 
 
 def test_it_renders_each_breakdown_and_htmx_partials(client, world, researcher):
