@@ -7,12 +7,14 @@ human value, count) cells, which evaluation.metrics turns into estimates with nu
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
+from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models import (
     Avg,
@@ -282,6 +284,51 @@ def _distributions(cells: PairCells, critic_runs: list[CriticRun], labels: dict[
                                                                    minlength=11)[1:11].astype(int).tolist()})
         out.append({"model": labels[pk], "series": series})
     return out
+
+
+def data_fingerprint(*, critic_run_ids: Iterable[int] = ()) -> str:
+    """A cheap summary that changes whenever a human score or one of these runs' critic scores changes.
+
+    Two aggregates without joins (~0.2 s over a million rows, against seconds for the report itself): human
+    scores' count, sum and newest edit, and per critic run the count, parsed count, sum and newest id.
+    """
+    hs, cs = _table(HumanScore), _table(CriticScore)
+    parts = [_fetch(f"SELECT COUNT(*), SUM(score), MAX(updated_at) FROM {hs}", [])]
+    ids = sorted(set(critic_run_ids))
+    if ids:
+        parts.append(_fetch(f"SELECT critic_run_id, COUNT(*), COUNT(score), SUM(score), MAX(id) FROM {cs} "
+                            f"WHERE critic_run_id IN ({_placeholders(ids)}) GROUP BY critic_run_id "
+                            f"ORDER BY critic_run_id", ids))
+    return hashlib.sha256(repr(parts).encode()).hexdigest()
+
+
+def _cached(key_parts: tuple, compute):
+    """compute() once per distinct key; the key includes a data fingerprint, so any new score recomputes."""
+    key = "analysis:" + hashlib.sha256(repr(key_parts).encode()).hexdigest()
+    value = cache.get(key)
+    if value is None:
+        value = compute()
+        cache.set(key, value, CACHE_SECONDS)
+    return value
+
+
+CACHE_SECONDS = 24 * 3600
+
+
+def agreement_report_cached(*, critic_runs: list[CriticRun], human: str = "mean", bands: Bands = DEFAULT_BANDS,
+                            breakdowns: Iterable[str] = BREAKDOWNS) -> AgreementReport:
+    """agreement_report, served from the cache while no score has changed (the bootstrap seed is fixed, so a
+    recomputation gives the same numbers anyway)."""
+    breakdowns = list(breakdowns)
+    runs = tuple((run.pk, run.label, str(run.updated_at)) for run in critic_runs)
+    key = ("agreement", runs, human, bands, tuple(breakdowns), data_fingerprint(critic_run_ids=[r[0] for r in runs]))
+    return _cached(key, lambda: agreement_report(critic_runs=critic_runs, human=human, bands=bands,
+                                                 breakdowns=breakdowns, with_humans=False))
+
+
+def human_agreement_cached(*, inference_run_ids: list[int], bands: Bands = DEFAULT_BANDS) -> HumanAgreement:
+    key = ("humans", tuple(sorted(inference_run_ids)), bands, data_fingerprint())
+    return _cached(key, lambda: human_agreement(inference_run_ids=inference_run_ids, bands=bands))
 
 
 # --- human vs human ---------------------------------------------------------------------------------------

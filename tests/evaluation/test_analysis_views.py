@@ -13,6 +13,13 @@ from evaluation import analysis
 from tests.evaluation.analysis_data import hand_world, random_world
 
 
+@pytest.fixture(autouse=True)
+def _empty_cache():
+    from django.core.cache import cache
+
+    cache.clear()  # reports are cached by data fingerprint; each test starts cold
+
+
 @pytest.fixture
 def world(db):
     return random_world()
@@ -262,3 +269,24 @@ def test_it_counts_an_unparsed_critic_score_on_the_agreement_page(client, hand, 
     client.force_login(researcher)
     html = client.get(reverse("evaluation:analysis_agreement"), {"critic_run": hand["critic_run"].pk}).content.decode()
     assert 'data-testid="unparsed">1<' in html  # the Recognition answer the critic could not score
+
+
+def test_it_recomputes_a_cached_report_when_a_score_changes(client, hand, researcher, django_assert_max_num_queries):
+    client.force_login(researcher)
+    url = reverse("evaluation:analysis_agreement")
+    params = {"critic_run": hand["critic_run"].pk}
+    def report_html(response) -> str:
+        return response.content.decode().split('id="report"')[1]
+
+    first = report_html(client.get(url, params))
+    with django_assert_max_num_queries(8):  # served from the cache: session, user, runs and the fingerprint
+        assert report_html(client.get(url, params)) == first
+    score = HumanScore.objects.filter(response__question__task="Description").first()
+    score.revise(score=10, rationale="改了", flags=[], by=researcher)
+    report = analysis.agreement_report(critic_runs=[hand["critic_run"]], breakdowns=["task"], with_humans=False)
+    again = report_html(client.get(url, params))
+    assert again != first and report.overall[0].metrics["mae"].display() in again
+    from evaluation.models import CriticScore
+
+    CriticScore.objects.filter(score__isnull=True).update(score=3, parse_status="parsed")
+    assert 'data-testid="unparsed">0<' in client.get(url, params).content.decode()
