@@ -240,13 +240,14 @@ def agreement_report(*, critic_runs: list[CriticRun], human: str = "mean", bands
                 if (mask & (cells.critic == run.pk)).any():
                     by[name].append(_row(run, key, label, cells, mask & (cells.critic == run.pk), bands=bands,
                                          n_boot=n_boot))
-    humans = human_agreement(inference_run_ids=_inference_run_ids(critic_runs), bands=bands,
+    humans = human_agreement(inference_run_ids=inference_run_ids_of(critic_runs), bands=bands,
                              n_boot=n_boot) if with_humans else None
     return AgreementReport(critic_runs, human, bands, overall, by, _heatmaps(cells, critic_runs),
                            _distributions(cells, critic_runs, labels) if by_model else [], humans)
 
 
-def _inference_run_ids(critic_runs: list[CriticRun]) -> list[int]:
+def inference_run_ids_of(critic_runs: list[CriticRun]) -> list[int]:
+    """The inference runs these critic runs scored."""
     through = CriticRun.inference_runs.through
     return sorted(set(through.objects.filter(criticrun_id__in=[r.pk for r in critic_runs])
                       .values_list("inferencerun_id", flat=True)))

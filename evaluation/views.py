@@ -409,15 +409,15 @@ def analysis_agreement(request: HttpRequest) -> TemplateResponse:
     context["humans_url"]["humans"] = "1"
     context["humans_url"] = context["humans_url"].urlencode()
     if request.htmx and with_humans and runs:
-        context["humans"] = analysis.human_agreement_cached(inference_run_ids=analysis._inference_run_ids(runs),
-                                                            bands=bands)
+        context["humans"] = analysis.human_agreement_cached(
+            inference_run_ids=analysis.inference_run_ids_of(runs), bands=bands)
         return TemplateResponse(request, "evaluation/analysis_agreement.html#humans", context)
     report = analysis.agreement_report_cached(critic_runs=runs, human=human, bands=bands, breakdowns=[by]) \
         if runs else None
     context["report"] = report
     if report and with_humans:
-        context["humans"] = analysis.human_agreement_cached(inference_run_ids=analysis._inference_run_ids(runs),
-                                                            bands=bands)
+        context["humans"] = analysis.human_agreement_cached(
+            inference_run_ids=analysis.inference_run_ids_of(runs), bands=bands)
     if report:
         context["plots"] = _agreement_plots(report, by, plots)
     template = "evaluation/analysis_agreement.html"
