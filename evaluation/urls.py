@@ -35,4 +35,12 @@ urlpatterns = [
     path("status/", views.status, name="status"),
     path("status/ping", views.status_ping, name="status_ping"),
     path("status/ping/<int:pk>", views.status_ping_result, name="status_ping_result"),
+    path("analysis/agreement/", views.analysis_agreement, name="analysis_agreement"),
+    path("analysis/leaderboard/", views.leaderboard, name="leaderboard"),
+    path("analysis/leaderboard.<str:fmt>", views.leaderboard_export, name="leaderboard_export"),
+    path("analysis/disagreements/", views.disagreements, name="disagreements"),
+    path("analysis/disagreements/<int:pk>/", views.disagreement_detail, name="disagreement"),
+    path("analysis/disagreements.csv", views.disagreements_export, name="disagreements_export"),
+    path("analysis/training-set/", views.training_set, name="training_set"),
+    path("analysis/training-set.jsonl", views.training_set_export, name="training_set_export"),
 ]

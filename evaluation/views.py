@@ -433,3 +433,273 @@ def run_retry(request: HttpRequest, pk: int, kind: str) -> HttpResponse:
     except ValueError as exc:
         messages.error(request, str(exc))
     return _after_run_action(request, run, template)
+
+
+# --- analysis: agreement, leaderboard, disagreements, training set -------------------------------------
+
+
+def _ints(values: list[str]) -> list[int]:
+    return [int(v) for v in values if v.strip().isdigit()]
+
+
+def _choice(value: str | None, choices: tuple[str, ...]) -> str:
+    return value if value in choices else choices[0]
+
+
+def _critic_run_choices():
+    return CriticRun.objects.select_related("critic").order_by("-created_at", "-pk")[:200]
+
+
+@require_GET
+@role_required(RESEARCHER)
+def analysis_agreement(request: HttpRequest) -> TemplateResponse:
+    """Critics against humans, side by side, overall and per task / category / model; humans against humans."""
+    from . import analysis, plots
+    from .metrics import DEFAULT_BANDS, parse_bands
+
+    ids = _ints(request.GET.getlist("critic_run"))
+    runs = list(CriticRun.objects.filter(pk__in=ids).select_related("critic").order_by("pk"))
+    human = _choice(request.GET.get("human"), analysis.HUMAN_MODES)
+    by = _choice(request.GET.get("by"), analysis.BREAKDOWNS)
+    bands_text, bands_error = request.GET.get("bands", "1-3,4-6,7-8,9-10"), ""
+    try:
+        bands = parse_bands(bands_text)
+    except ValueError as exc:
+        bands, bands_error = DEFAULT_BANDS, str(exc)
+    # Human-human agreement is its own request (htmx loads it after the page; without JS, a link): it costs
+    # as much SQL as the critic tables and doesn't change with the critic picked.
+    with_humans = request.GET.get("humans") == "1"
+    context = {"runs": _critic_run_choices(), "selected": [r.pk for r in runs], "human": human, "by": by,
+               "bands_text": bands_text, "bands_error": bands_error, "metric_labels": analysis.METRIC_LABELS,
+               "breakdowns": analysis.BREAKDOWNS, "humans_url": request.GET.copy()}
+    context["humans_url"]["humans"] = "1"
+    context["humans_url"] = context["humans_url"].urlencode()
+    if request.htmx and with_humans and runs:
+        context["humans"] = analysis.human_agreement_cached(
+            inference_run_ids=analysis.inference_run_ids_of(runs), bands=bands)
+        return TemplateResponse(request, "evaluation/analysis_agreement.html#humans", context)
+    report = analysis.agreement_report_cached(critic_runs=runs, human=human, bands=bands, breakdowns=[by]) \
+        if runs else None
+    context["report"] = report
+    if report and with_humans:
+        context["humans"] = analysis.human_agreement_cached(
+            inference_run_ids=analysis.inference_run_ids_of(runs), bands=bands)
+    if report:
+        context["plots"] = _agreement_plots(report, by, plots)
+    template = "evaluation/analysis_agreement.html"
+    if request.htmx:
+        template += "#report"
+    return TemplateResponse(request, template, context, status=400 if bands_error else 200)
+
+
+def _agreement_plots(report, by: str, plots) -> dict:
+    heatmaps = [plots.heatmap_svg(h.counts, title=f"{h.critic} · n={h.total}") for h in report.heatmaps]
+    names = [run.label for run in report.critic_runs]
+    groups: dict[str, dict] = {}
+    for row in report.breakdowns.get(by, []):
+        group = groups.setdefault(row.key, {"label": row.label, "values": [None] * len(names)})
+        index = [run.pk for run in report.critic_runs].index(row.critic_run)
+        estimate = row.metrics["mae"]
+        group["values"][index] = (estimate.value, estimate.low, estimate.high)
+    bars = plots.bars_svg(list(groups.values()), series=names, title="平均绝对误差 MAE (95% CI)", axis="MAE")
+    distributions = [{"model": d["model"], "svg": plots.histogram_svg(d["series"], title=d["model"])}
+                     for d in report.distributions]
+    return {"heatmaps": heatmaps, "bars": bars, "distributions": distributions}
+
+
+def _leaderboard_from_request(request: HttpRequest):
+    from annotation.models import Dataset
+
+    from . import analysis
+
+    datasets = list(Dataset.objects.order_by("name"))
+    dataset = next((d for d in datasets if str(d.pk) == request.GET.get("dataset")), datasets[0] if datasets else None)
+    source = _choice(request.GET.get("source"), analysis.SOURCES)
+    score = _choice(request.GET.get("score"), analysis.SCORE_FIELDS)
+    spread = _choice(request.GET.get("spread"), analysis.SPREADS)
+    critic_run = None
+    if request.GET.get("critic_run", "").isdigit():
+        critic_run = CriticRun.objects.filter(pk=request.GET["critic_run"]).select_related("critic").first()
+    board = analysis.leaderboard(dataset=dataset, source=source, critic_run=critic_run, score_field=score,
+                                 spread=spread) if dataset else None
+    sort = request.GET.get("sort", "micro")
+    sort = sort if sort in analysis.LEADERBOARD_SORTS else "micro"
+    descending = request.GET.get("dir", "desc" if sort != "model" else "asc") != "asc"
+    rows = analysis.leaderboard_sort(board.rows, key=sort, descending=descending) if board else []
+    return datasets, dataset, board, rows, {"source": source, "score": score, "spread": spread, "sort": sort,
+                                            "dir": "desc" if descending else "asc"}
+
+
+@require_GET
+@role_required(RESEARCHER)
+def leaderboard(request: HttpRequest) -> TemplateResponse:
+    from annotation.tasks_catalog import TASKS
+
+    from . import analysis
+
+    datasets, dataset, board, rows, options = _leaderboard_from_request(request)
+    critic_runs = CriticRun.objects.filter(inference_runs__dataset=dataset).distinct().select_related("critic") \
+        .order_by("-created_at", "-pk")[:100] if dataset else []
+    columns = [("model", ("模型 Model", "")),
+               *((t.abbreviation, (t.abbreviation, f"{t.zh} {t.task}")) for t in TASKS.values()),
+               *((abbr, (abbr, category)) for category, abbr in analysis.CATEGORY_ABBR.items()),
+               ("micro", ("Micro", "mean over all answers")), ("macro", ("Macro", "mean of the task means")),
+               ("alignment", (f"Align ({options['spread']})", "1 / mean spread over rewrite groups")),
+               ("groups", ("Groups", "rewrite groups with 2+ scored variants")), ("n", ("N", "scored answers")),
+               ("unparsed", ("未解析 Unparsed", "critiques without a score / answers nobody scored"))]
+    board_rows = [{"model": row.model, "row": row,
+                   "values": [*(row.tasks[t] for t in TASKS), *(row.categories[c] for c in analysis.CATEGORY_ABBR),
+                              row.micro, row.macro]} for row in rows]
+    base = request.GET.copy()
+    base.pop("sort", None), base.pop("dir", None)
+    context = {"datasets": datasets, "dataset": dataset, "board": board, "board_rows": board_rows, **options,
+               "critic_runs": critic_runs, "columns": columns, "query": request.GET.urlencode(),
+               "base_query": base.urlencode()}
+    template = "evaluation/leaderboard.html"
+    if request.htmx:
+        template += "#board"
+    return TemplateResponse(request, template, context)
+
+
+@require_GET
+@role_required(RESEARCHER)
+def leaderboard_export(request: HttpRequest, fmt: str) -> HttpResponse:
+    import csv
+
+    from django.http import Http404
+
+    from . import analysis
+
+    if fmt not in ("csv", "md"):
+        raise Http404("Export as .csv or .md.")
+    _datasets, dataset, board, rows, _options = _leaderboard_from_request(request)
+    if board is None:
+        return HttpResponse("No dataset.", status=404, content_type="text/plain; charset=utf-8")
+    name = f"leaderboard-{slugify(dataset.name, allow_unicode=True) or dataset.pk}-{board.source}"
+    if fmt == "md":
+        response = HttpResponse(analysis.leaderboard_markdown(board, rows), content_type="text/markdown; charset=utf-8")
+    else:
+        response = HttpResponse(content_type="text/csv; charset=utf-8")
+        response.write("\ufeff")  # Excel opens UTF-8 CSV with Chinese model names correctly only with a BOM
+        header, body = analysis.leaderboard_table(board, rows)
+        writer = csv.writer(response)
+        writer.writerow(header)
+        writer.writerows(body)
+    response["Content-Disposition"] = f'attachment; filename="{name}.{fmt}"'
+    return response
+
+
+def _disagreement_filters(request: HttpRequest) -> dict:
+    try:
+        min_gap = max(float(request.GET.get("min_gap") or 0), 0.0)
+    except ValueError:
+        min_gap = 0.0
+    task = request.GET.get("task", "")
+    return {"critic_run_ids": _ints(request.GET.getlist("critic_run")), "task": task if task in Task.values else "",
+            "run_id": (_ints([request.GET.get("run", "")]) or [None])[0], "min_gap": min_gap,
+            "annotator_id": (_ints([request.GET.get("annotator", "")]) or [None])[0]}
+
+
+@require_GET
+@role_required(RESEARCHER)
+def disagreements(request: HttpRequest) -> TemplateResponse:
+    from django.contrib.auth import get_user_model
+
+    from . import analysis
+
+    filters = _disagreement_filters(request)
+    rows = analysis.disagreements(**filters)
+    annotators = get_user_model().objects.filter(human_scores__isnull=False).distinct().order_by("username")
+    context = {"page": Paginator(rows, 25).get_page(request.GET.get("page")), "filters": filters,
+               "tasks": Task.choices, "critic_runs": _critic_run_choices(), "annotators": annotators,
+               "inference_runs": InferenceRun.objects.select_related("endpoint").order_by("-pk")[:200],
+               "query": request.GET.urlencode()}
+    template = "evaluation/disagreements.html"
+    if request.htmx:
+        template += "#rows"
+    return TemplateResponse(request, template, context)
+
+
+@require_GET
+@role_required(RESEARCHER)
+def disagreement_detail(request: HttpRequest, pk: int) -> TemplateResponse:
+    """Everything about one critique next to the people's scores: image, dialogue, reference, answer."""
+    score = get_object_or_404(CriticScore.objects.select_related("critic_run__critic", "response__run__endpoint",
+                                                                 "response__question__image"), pk=pk)
+    humans = score.response.human_scores.select_related("annotator").order_by("annotator__username")
+    context = {"score": score, "response": score.response, "question": score.response.question, "humans": humans}
+    template = "evaluation/_disagreement_detail.html" if request.htmx else "evaluation/disagreement.html"
+    return TemplateResponse(request, template, context)
+
+
+@require_GET
+@role_required(RESEARCHER)
+def disagreements_export(request: HttpRequest) -> HttpResponse:
+    import csv
+
+    from django.http import StreamingHttpResponse
+
+    from . import analysis
+
+    class Echo:
+        def write(self, value: str) -> str:
+            return value
+
+    writer = csv.writer(Echo())
+    rows = analysis.disagreements(**_disagreement_filters(request))
+
+    def lines():
+        yield "\ufeff" + writer.writerow(analysis.DISAGREEMENT_CSV_HEADER)
+        for row in analysis.disagreement_csv_rows(rows):
+            yield writer.writerow(row)
+
+    response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="disagreements.csv"'
+    return response
+
+
+def _training_set_options(request: HttpRequest) -> dict:
+    from annotation.models import Dataset
+
+    from . import analysis
+
+    template = PromptTemplate.objects.filter(kind=PromptTemplate.Kind.CRITIC,
+                                             pk=(_ints([request.GET.get("template", "")]) or [0])[0]).first()
+    dataset = Dataset.objects.filter(pk=(_ints([request.GET.get("dataset", "")]) or [0])[0]).first()
+    agreement = request.GET.get("agreement", "any")
+    try:
+        min_annotators = max(int(request.GET.get("min_annotators") or 1), 1)
+    except ValueError:
+        min_annotators = 1
+    return {"template": template or services.critic_template_default(), "dataset": dataset,
+            "annotator_ids": _ints(request.GET.getlist("annotator")),
+            "agreement": agreement if agreement in analysis.AGREEMENT_LEVELS else "any",
+            "min_annotators": min_annotators}
+
+
+@require_GET
+@role_required(RESEARCHER)
+def training_set(request: HttpRequest) -> TemplateResponse:
+    from django.contrib.auth import get_user_model
+
+    from annotation.models import Dataset
+
+    options = _training_set_options(request)
+    context = {"options": options, "query": request.GET.urlencode(),
+               "templates": PromptTemplate.objects.filter(kind=PromptTemplate.Kind.CRITIC).order_by("name", "-version"),
+               "datasets": Dataset.objects.order_by("name"),
+               "annotators": get_user_model().objects.filter(human_scores__isnull=False).distinct().order_by("username")}
+    return TemplateResponse(request, "evaluation/analysis_training_set.html", context)
+
+
+@require_GET
+@role_required(RESEARCHER)
+def training_set_export(request: HttpRequest) -> HttpResponse:
+    from django.http import StreamingHttpResponse
+
+    from . import analysis
+
+    lines = analysis.training_set_lines(**_training_set_options(request))
+    response = StreamingHttpResponse(lines, content_type="application/jsonl; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="critic-training-set.jsonl"'
+    return response
