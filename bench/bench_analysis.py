@@ -81,6 +81,12 @@ def load(*, name: str, models: int, critics: int, humans: bool) -> tuple:
                            '理由', '[]', 0, now(), now()
                     FROM evaluation_response r WHERE r.run_id = ANY(%s)""",
                                [[p.pk for p in people], offset, [r.pk for r in runs]])
+    if humans:
+        # Raw INSERTs skip the signals that keep each response's human count and sum.
+        from evaluation.models import Response
+
+        Response.objects.filter(run__in=runs).refresh_human_stats()
+    with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
     return dataset, runs, critic_runs
 

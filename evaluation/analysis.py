@@ -129,22 +129,32 @@ def pair_cells(*, critic_run_ids: list[int], human: str = "mean", by_task: bool 
     task = "q.task" if by_task else "''"
     run = "r.run_id" if by_model else "0"
     join_question = f"JOIN {_table(Question)} q ON q.id = r.question_id" if by_task else ""
+    if human == "mean":
+        # The mean of annotators comes from the count and sum kept on each response (exact integers,
+        # divided in numpy), so no per-request aggregation of every human score.
+        human_join, human_columns = "", "r.human_sum, r.human_count"
+        human_filter = "AND r.human_count > 0"
+    else:
+        human_join = f"JOIN ({_human_source(human)}) h ON h.response_id = cs.response_id"
+        human_columns, human_filter = "h.y, 1", ""
     sql = f"""
-        SELECT cs.critic_run_id, {run}, {task}, cs.score, h.y, COUNT(*)
+        SELECT cs.critic_run_id, {run}, {task}, cs.score, {human_columns}, COUNT(*)
         FROM {_table(CriticScore)} cs
-        JOIN ({_human_source(human)}) h ON h.response_id = cs.response_id
         JOIN {_table(Response)} r ON r.id = cs.response_id
+        {human_join}
         {join_question}
-        WHERE cs.critic_run_id IN ({_placeholders(critic_run_ids)})
-        GROUP BY {", ".join(c for c in ("cs.critic_run_id", run, task, "cs.score", "h.y") if "." in c)}
+        WHERE cs.critic_run_id IN ({_placeholders(critic_run_ids)}) {human_filter}
+        GROUP BY {", ".join(c for c in ("cs.critic_run_id", run, task, "cs.score", *human_columns.split(", "))
+                            if "." in c)}
     """
     rows = _fetch(sql, list(critic_run_ids), big=True)
     if not rows:
         return PairCells(empty, empty, empty.astype(object), empty, empty, empty)
-    critic, run_ids, tasks, x, y, count = zip(*rows, strict=True)
+    critic, run_ids, tasks, x, y_sum, y_count, count = zip(*rows, strict=True)
+    y = np.asarray(y_sum, dtype=np.float64) / np.asarray(y_count, dtype=np.float64)
     return PairCells(np.array(critic), np.array(run_ids), np.array(tasks, dtype=object),
                      np.array([np.nan if v is None else v for v in x], dtype=np.float64),
-                     np.asarray(y, dtype=np.float64), np.asarray(count, dtype=np.int64))
+                     y, np.asarray(count, dtype=np.int64))
 
 
 @dataclass

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 from django.db import models, transaction
 from django.db.models import Max, Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 if TYPE_CHECKING:
@@ -318,6 +319,18 @@ class InferenceRun(Run):
         return self.questions().exclude(responses__run=self)
 
 
+class ResponseQuerySet(models.QuerySet):
+    def refresh_human_stats(self) -> int:
+        """Recount the human scores of these responses (one UPDATE); what the agreement SQL joins."""
+        from annotation.models import HumanScore
+
+        scores = HumanScore.objects.filter(response=models.OuterRef("pk")).order_by().values("response")
+        return self.update(
+            human_count=Coalesce(models.Subquery(scores.annotate(n=models.Count("id")).values("n")), 0),
+            human_sum=Coalesce(models.Subquery(scores.annotate(s=models.Sum("score")).values("s")), 0),
+        )
+
+
 class Response(models.Model):
     run = models.ForeignKey(InferenceRun, on_delete=models.CASCADE, related_name="responses")
     question = models.ForeignKey("annotation.Question", on_delete=models.PROTECT, related_name="responses")
@@ -326,7 +339,14 @@ class Response(models.Model):
     latency_s = models.FloatField(null=True, blank=True)
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    # Kept equal to the response's HumanScore rows (count and sum of scores) whenever one is saved or
+    # deleted, so agreement over a million pairs joins one row per response instead of averaging
+    # every human score on each request.
+    human_count = models.PositiveSmallIntegerField(db_default=0)
+    human_sum = models.PositiveIntegerField(db_default=0)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ResponseQuerySet.as_manager()
 
     class Meta:
         ordering = ["run_id", "question_id"]
