@@ -214,6 +214,21 @@ def generate_in_chunks(backend, conversations: list[list[Message]], *, score_pro
         yield chunk
 
 
+class Every:
+    """True at most once per ``seconds``: progress counts refresh often enough for the page to move,
+    without a count query after every small chunk of answers."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.last = seconds, time.monotonic()
+
+    def __call__(self) -> bool:
+        now = time.monotonic()
+        if now - self.last >= self.seconds:
+            self.last = now
+            return True
+        return False
+
+
 # --- inference runs -------------------------------------------------------------------------------------
 
 
@@ -275,13 +290,15 @@ def inference_run_work(run_id: int) -> None:
     def handle_batch(questions: list[Question]) -> None:
         backend = get_backend(endpoint.to_backend_config(), cache_key=endpoint.cache_key)
         conversations = [conversation_for(q, image_path=q.image.file.path) for q in questions]
+        progress_due = Every(1.0)
         for chunk in generate_in_chunks(backend, conversations):
             Response.objects.bulk_create(
                 [Response(run=run, question=questions[i], text=r.text, error=r.error[:4000], latency_s=r.latency_s,
                           prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens) for i, r in chunk],
                 ignore_conflicts=True,  # a duplicate after a crash is dropped; the first answer stays
             )
-            _refresh_inference_counts(run)
+            if progress_due():
+                _refresh_inference_counts(run)
 
     run_work_through(run, pending=pending, batch_size=batch_size, handle_batch=handle_batch,
                      refresh_counts=lambda: _refresh_inference_counts(run))
@@ -485,6 +502,7 @@ def critic_run_work(run_id: int) -> None:
         backend = get_backend(critic.to_backend_config(), cache_key=critic.cache_key)
         prompts = {r.pk: critic_prompt(template=run.template, response=r) for r in responses}
         todo = list(responses)
+        progress_due = Every(1.0)
         # An unparseable reply is asked again (bounded); a request that failed was already retried
         # by the backend, so it is recorded as failed at once. Understood replies are stored as
         # they arrive; the last attempt stores whatever it got.
@@ -502,7 +520,8 @@ def critic_run_work(run_id: int) -> None:
                     else:
                         rows.append(row)
                 CriticScore.objects.bulk_create(rows, ignore_conflicts=True)
-                _refresh_critic_counts(run)
+                if progress_due():
+                    _refresh_critic_counts(run)
             todo = again
             if not todo:
                 break
