@@ -62,6 +62,7 @@ def setup_database(responses: int, annotators: int) -> dict:
 
 
 def populate(responses: int, annotators: int) -> dict:
+    from django.conf import settings
     from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
     from django.contrib.auth.models import Group, User
     from django.contrib.sessions.backends.db import SessionStore
@@ -104,7 +105,7 @@ def populate(responses: int, annotators: int) -> dict:
         user.groups.add(group)
         session = SessionStore()
         session[SESSION_KEY] = str(user.pk)
-        session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+        session[BACKEND_SESSION_KEY] = settings.AUTHENTICATION_BACKENDS[0]
         session[HASH_SESSION_KEY] = user.get_session_auth_hash()
         session.create()
         cookies.append(session.session_key)
