@@ -80,7 +80,7 @@ def main() -> None:
     for i in range(args.pairs):
         pair(clients[i % len(clients)])
     prof.disable()
-    pstats.Stats(prof).sort_stats("cumulative").print_stats(45)
+    pstats.Stats(prof).sort_stats(os.environ.get("SORT", "cumulative")).print_stats(30)
 
 
 if __name__ == "__main__":
