@@ -85,6 +85,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# ModelBackend that also loads the user's roles with the user (one query per request, not two).
+# Sessions started under plain ModelBackend are not recognised: those users sign in again once.
+AUTHENTICATION_BACKENDS = ["annotation.auth.RoleBackend"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"

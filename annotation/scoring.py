@@ -181,8 +181,13 @@ def _claim(*, user: User, dataset: Dataset, order: str) -> Assignment | None | b
                 break
         if item is None:
             return None
-        # Check what we got: on SQLite this UPDATE takes the write lock; on PostgreSQL we already
-        # hold the row. If someone submitted in between, `scores` moved and we try again.
+        if connection.vendor == "postgresql":
+            # We hold the row (FOR UPDATE SKIP LOCKED), so this later statement's snapshot sees
+            # every reservation and score committed before the lock: recount, reclaim and insert
+            # in one round trip.
+            return _claim_locked_pg(user=user, dataset=dataset, response_id=item.pk, now=now)
+        # Check what we got: on SQLite this UPDATE takes the write lock. If someone submitted in
+        # between, `scores` moved and we try again.
         if not ScoringItem.objects.filter(pk=item.pk, full=False, scores=item.scores).update(touched_at=now):
             return False
         held = Assignment.objects.filter(response_id=item.pk).aggregate(
@@ -196,6 +201,42 @@ def _claim(*, user: User, dataset: Dataset, order: str) -> Assignment | None | b
                                   reserved_until__lte=now).update(status=Assignment.Status.EXPIRED, updated_at=now)
         return Assignment.objects.create(response_id=item.pk, annotator=user, status=Assignment.Status.RESERVED,
                                          reserved_until=now + timedelta(minutes=settings.SCORING_RESERVATION_MINUTES))
+
+
+def _claim_locked_pg(*, user: User, dataset: Dataset, response_id: int, now) -> Assignment | bool:
+    """PostgreSQL, with the ScoringItem row locked: one statement recounts (score count from the
+    row, live reservations and this annotator's own from Assignment), reclaims expired
+    reservations and inserts the new one only if there is still room. False: no room after all."""
+    item_t, assignment_t = ScoringItem._meta.db_table, Assignment._meta.db_table
+    reserved, expired = Assignment.Status.RESERVED, Assignment.Status.EXPIRED
+    until = now + timedelta(minutes=settings.SCORING_RESERVATION_MINUTES)
+    sql = f"""
+        WITH held AS (
+            SELECT COUNT(*) FILTER (WHERE a.status = %(reserved)s AND a.reserved_until > %(now)s) AS live,
+                   COUNT(*) FILTER (WHERE a.annotator_id = %(user)s) AS mine
+            FROM {assignment_t} a WHERE a.response_id = %(response)s
+        ), room AS (
+            SELECT 1 FROM held, {item_t} si
+            WHERE si.response_id = %(response)s AND NOT si."full" AND held.mine = 0
+              AND si.scores + held.live < %(n)s
+        ), reclaimed AS (
+            UPDATE {assignment_t} SET status = %(expired)s, updated_at = %(now)s
+            WHERE response_id = %(response)s AND status = %(reserved)s AND reserved_until <= %(now)s
+              AND EXISTS (SELECT 1 FROM room)
+        )
+        INSERT INTO {assignment_t} (response_id, annotator_id, status, reserved_until, created_at, updated_at)
+        SELECT %(response)s, %(user)s, %(reserved)s, %(until)s, %(now)s, %(now)s FROM room
+        RETURNING id
+    """
+    params = {"reserved": reserved, "expired": expired, "now": now, "until": until, "user": user.pk,
+              "response": response_id, "n": dataset.annotators_per_response}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    return Assignment(pk=row[0], response_id=response_id, annotator=user, status=reserved, reserved_until=until,
+                      created_at=now, updated_at=now)
 
 
 def assignment_reserve_next(*, user: User, dataset: Dataset, order: str = Order.BALANCED,
@@ -239,9 +280,13 @@ def clean_score_input(data) -> tuple[ScoreInput | None, dict[str, str]]:
 
 
 def _lock_item(response_id: int) -> ScoringItem:
-    # An UPDATE takes the row (PostgreSQL) or the database write lock (SQLite) on both backends.
+    items = ScoringItem.objects.select_related("dataset")
+    if connection.features.has_select_for_update_of:
+        # PostgreSQL: take the row and read it (and its dataset) in one statement.
+        return items.select_for_update(of=("self",)).get(pk=response_id)
+    # SQLite: an UPDATE takes the database write lock, then read.
     ScoringItem.objects.filter(pk=response_id).update(touched_at=timezone.now())
-    return ScoringItem.objects.select_related("dataset").get(pk=response_id)
+    return items.get(pk=response_id)
 
 
 @transaction.atomic
@@ -342,6 +387,23 @@ def side_by_side(*, human_score: HumanScore) -> SideBySide:
 
 # ---------------------------------------------------------------------------------------------
 # Progress
+
+
+def annotator_count_annotations(*, user: User) -> dict:
+    """annotator_counts as two subquery annotations (``counts_total``, ``counts_today``), to ride
+    along in a query a view makes anyway instead of costing a round trip of their own."""
+    start = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
+    mine = HumanScore.objects.filter(annotator=user).order_by().values("annotator")
+
+    def count(queryset):
+        return Coalesce(Subquery(queryset.annotate(c=Count("id")).values("c")), 0)
+
+    return {"counts_total": count(mine), "counts_today": count(mine.filter(created_at__gte=start))}
+
+
+def counts_of(obj) -> dict[str, int]:
+    """The counts a query annotated with annotator_count_annotations."""
+    return {"total": obj.counts_total, "today": obj.counts_today}
 
 
 def annotator_counts(*, user: User, dataset: Dataset | None = None) -> dict[str, int]:

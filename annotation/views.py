@@ -405,9 +405,11 @@ def _own_assignment(request: HttpRequest, pk: int) -> Assignment:
 
 
 def _own_score(request: HttpRequest, response_pk: int) -> HumanScore:
+    """The viewer's own score, with their counts (``scoring.counts_of``) in the same query."""
     return get_object_or_404(
         HumanScore.objects.select_related("response__question__image", "response__question__dataset",
-                                          "response__run__endpoint"),
+                                          "response__run__endpoint")
+        .annotate(**scoring.annotator_count_annotations(user=request.user)),
         response_id=response_pk, annotator=request.user,
     )
 
@@ -415,7 +417,8 @@ def _own_score(request: HttpRequest, response_pk: int) -> HumanScore:
 def _workspace(request: HttpRequest, template: str, context: dict, *, push: str | None = None,
                status: int = 200) -> TemplateResponse:
     """The whole page, or for htmx just the #workspace fragment (pushing its URL to the history)."""
-    context.setdefault("counts", scoring.annotator_counts(user=request.user))
+    if "counts" not in context:  # (setdefault would run the query even when the view brought its own)
+        context["counts"] = scoring.annotator_counts(user=request.user)
     context.setdefault("rationale_below", settings.SCORING_RATIONALE_BELOW)
     if request.htmx:
         template += "#workspace"
@@ -440,9 +443,15 @@ def _next_item(request: HttpRequest, dataset: Dataset, *, note: str = "") -> Htt
     url = reverse("annotation:score_item", args=[assignment.pk]) + f"?order={order}"
     if not request.htmx:
         return redirect(url)
-    assignment = _own_assignment(request, assignment.pk)
+    # The assignment is the user's own (reserve_next only hands out theirs): load what the item
+    # shows, and the annotator's counts, in one query.
+    response = (Response.objects.select_related("question__image")
+                .annotate(**scoring.annotator_count_annotations(user=request.user)).get(pk=assignment.response_id))
+    response.question.dataset = dataset
+    assignment.response = response
     context = {"state": "item", "assignment": assignment, "dataset": dataset, "order": order, "note": note,
-               "flags": HumanScore.Flag.choices, "data": {}, "errors": {}, "chosen_flags": []}
+               "flags": HumanScore.Flag.choices, "data": {}, "errors": {}, "chosen_flags": [],
+               "counts": scoring.counts_of(response)}
     return _workspace(request, "annotation/score_item.html", context, push=url)
 
 
@@ -486,7 +495,8 @@ def score_submit(request: HttpRequest, pk: int) -> HttpResponse:
     url = reverse("annotation:score_done", args=[assignment.response_id]) + f"?order={base['order']}"
     if not request.htmx:
         return redirect(url)
-    return _done(request, _own_score(request, assignment.response_id), push=url)
+    # Just submitted: it has no edit history yet.
+    return _done(request, _own_score(request, assignment.response_id), push=url, fresh=True)
 
 
 @require_POST
@@ -498,11 +508,12 @@ def score_skip(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _done(request: HttpRequest, human_score: HumanScore, *, push: str | None = None, errors: dict | None = None,
-          saved: bool = False) -> TemplateResponse:
+          saved: bool = False, fresh: bool = False) -> TemplateResponse:
     context = {
         "state": "done", "mine": human_score, "dataset": human_score.response.question.dataset,
         "sbs": scoring.side_by_side(human_score=human_score), "order": _order(request),
-        "revisions": human_score.revisions.select_related("changed_by"), "can_edit": scoring.can_edit(human_score),
+        "revisions": [] if fresh else human_score.revisions.select_related("changed_by"),
+        "can_edit": scoring.can_edit(human_score), "counts": scoring.counts_of(human_score),
         "flags": HumanScore.Flag.choices, "errors": errors or {}, "saved": saved,
         "edit_minutes": settings.SCORING_EDIT_WINDOW_MINUTES,
     }

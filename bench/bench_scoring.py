@@ -62,6 +62,7 @@ def setup_database(responses: int, annotators: int) -> dict:
 
 
 def populate(responses: int, annotators: int) -> dict:
+    from django.conf import settings
     from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
     from django.contrib.auth.models import Group, User
     from django.contrib.sessions.backends.db import SessionStore
@@ -104,7 +105,7 @@ def populate(responses: int, annotators: int) -> dict:
         user.groups.add(group)
         session = SessionStore()
         session[SESSION_KEY] = str(user.pk)
-        session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+        session[BACKEND_SESSION_KEY] = settings.AUTHENTICATION_BACKENDS[0]
         session[HASH_SESSION_KEY] = user.get_session_auth_hash()
         session.create()
         cookies.append(session.session_key)
@@ -112,11 +113,12 @@ def populate(responses: int, annotators: int) -> dict:
             "populate_s": round(made, 1), "queue_sync_s": round(synced, 2)}
 
 
-def start_server(workers: int) -> subprocess.Popen:
+def start_server(workers: int, threads: int = 1) -> subprocess.Popen:
     log = open(ROOT / "var" / "bench-gunicorn.log", "w")  # noqa: SIM115
     process = subprocess.Popen(
         [str(ROOT / ".venv" / "bin" / "gunicorn"), "alignbench_site.wsgi", "-b", f"127.0.0.1:{PORT}",
-         "-w", str(workers), "--timeout", "60", "--log-level", "warning"],
+         "-w", str(workers), *(["--worker-class", "gthread", "--threads", str(threads)] if threads > 1 else []),
+         "--timeout", "60", "--log-level", "warning"],
         cwd=ROOT, env=server_env(), stdout=log, stderr=subprocess.STDOUT,
     )
     import httpx
@@ -212,15 +214,17 @@ def main() -> None:
     parser.add_argument("--responses", type=int, default=100_000)
     parser.add_argument("--annotators", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=60)
-    parser.add_argument("--workers", type=int, default=5)
+    parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1, help="above 1: gthread workers with this many threads")
     parser.add_argument("--saturation-clients", type=int, default=16)
     args = parser.parse_args()
     (ROOT / "var" / "bench").mkdir(parents=True, exist_ok=True)
     setup = setup_database(args.responses, args.annotators)
     print(json.dumps({k: v for k, v in setup.items() if k != "sessions"}), flush=True)
-    server = start_server(args.workers)
+    server = start_server(args.workers, args.threads)
     results = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": platform.platform(),
-               "cpus": os.cpu_count(), "gunicorn_workers": args.workers,
+               "cpus": os.cpu_count(), "gunicorn_workers": args.workers, "threads": args.threads,
+               "load_before": os.getloadavg(),
                **{k: v for k, v in setup.items() if k != "sessions"}, "runs": []}
     try:
         paced = asyncio.run(run_load(setup["sessions"], setup["dataset"], pause=1.0, seconds=args.seconds))
@@ -238,6 +242,7 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+    results["load_after"] = os.getloadavg()
     out = ROOT / "var" / "bench_scoring.json"
     out.write_text(json.dumps(results, indent=2))
     print(f"wrote {out}")

@@ -265,17 +265,17 @@ def test_it_makes_the_same_number_of_queries_whatever_the_data(client, annotator
     for _ in range(size):  # history of our own
         _next_and_submit(client, dataset)
     # (savepoints included: the test runs inside a transaction)
-    with django_assert_max_num_queries(14):
+    with django_assert_max_num_queries(12):
         response = client.post(reverse("annotation:score_next", args=[dataset.pk]), **HX)
     pk = re.search(r"score/item/(\d+)/submit", response.content.decode()).group(1)
     response_pk = Assignment.objects.get(pk=pk).response_id
-    with django_assert_max_num_queries(17):
+    with django_assert_max_num_queries(14):
         client.post(reverse("annotation:score_submit", args=[pk]), {"score": "7"}, **HX)
-    with django_assert_max_num_queries(9):
+    with django_assert_max_num_queries(7):
         client.get(reverse("annotation:score_done", args=[response_pk]))
-    with django_assert_max_num_queries(8):
+    with django_assert_max_num_queries(7):
         client.get(reverse("annotation:score_mine"))
-    with django_assert_max_num_queries(8):
+    with django_assert_max_num_queries(7):
         client.get(reverse("annotation:score_home"))
 
 
@@ -291,9 +291,9 @@ def test_it_keeps_researcher_pages_at_a_fixed_number_of_queries(client, research
     scoring.queue_sync(dataset)
     scoring.queue_sync_if_stale(dataset)
     client.force_login(researcher)
-    with django_assert_max_num_queries(10):
+    with django_assert_max_num_queries(9):
         client.get(reverse("annotation:score_progress"), {"dataset": dataset.pk})
-    with django_assert_max_num_queries(10):
+    with django_assert_max_num_queries(9):
         client.get(reverse("annotation:adjudication_queue"), {"dataset": dataset.pk})
-    with django_assert_max_num_queries(12):
+    with django_assert_max_num_queries(11):
         client.get(reverse("annotation:adjudication_detail", args=[responses[0].pk]))
