@@ -457,6 +457,9 @@ class HumanScoreRevision(models.Model):
             models.CheckConstraint(condition=Q(score__gte=1) & Q(score__lte=10), name="revision_score_1_10"),
         ]
 
+    def __str__(self) -> str:
+        return f"was {self.score} (changed by {self.changed_by_id} at {self.changed_at:%Y-%m-%d %H:%M})"
+
 
 class Adjudication(models.Model):
     """A researcher's resolution of a response where people (or people and critic) disagree."""
@@ -473,6 +476,9 @@ class Adjudication(models.Model):
                 condition=Q(score__isnull=True) | (Q(score__gte=1) & Q(score__lte=10)), name="adjudication_score_1_10"
             ),
         ]
+
+    def __str__(self) -> str:
+        return f"adjudication of response {self.response_id}"
 
 
 class ImportJob(models.Model):
@@ -501,6 +507,9 @@ class ImportJob(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"import {self.pk} into {self.dataset_id} ({self.status})"
 
 
 class ScoringItemQuerySet(models.QuerySet):

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from django.core.cache import cache
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import (
     Avg,
     Count,
@@ -64,13 +64,9 @@ def _placeholders(values: Iterable) -> str:
     return ", ".join(["%s"] * len(list(values)))
 
 
-def _fetch(sql: str, params: list, *, big: bool = False) -> list[tuple]:
-    """Rows of one aggregate query. big: give PostgreSQL room to hash a million rows in memory, not on disk."""
-    if big and connection.vendor == "postgresql":
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute("SET LOCAL work_mem = '256MB'")
-            cursor.execute(sql, params)
-            return cursor.fetchall()
+def _fetch(sql: str, params: list) -> list[tuple]:
+    """Rows of one aggregate query, in one round trip on every database (a larger PostgreSQL work_mem
+    for the big ones was measured and barely helped)."""
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
@@ -147,7 +143,7 @@ def pair_cells(*, critic_run_ids: list[int], human: str = "mean", by_task: bool 
         GROUP BY {", ".join(c for c in ("cs.critic_run_id", run, task, "cs.score", *human_columns.split(", "))
                             if "." in c)}
     """
-    rows = _fetch(sql, list(critic_run_ids), big=True)
+    rows = _fetch(sql, list(critic_run_ids))
     if not rows:
         return PairCells(empty, empty, empty.astype(object), empty, empty, empty)
     critic, run_ids, tasks, x, y_sum, y_count, count = zip(*rows, strict=True)
@@ -401,7 +397,7 @@ def human_agreement(*, inference_run_ids: list[int], bands: Bands = DEFAULT_BAND
             SELECT COUNT(*) AS m, SUM(hs.score) AS s, SUM(hs.score * hs.score) AS ss
             FROM {hs} hs JOIN {resp} r ON r.id = hs.response_id
             WHERE r.run_id IN ({runs}) GROUP BY hs.response_id HAVING COUNT(*) >= 2
-        ) u GROUP BY m, s, ss""", list(inference_run_ids), big=True)
+        ) u GROUP BY m, s, ss""", list(inference_run_ids))
     alpha = alpha_from_unit_stats(*zip(*units, strict=True)) if units else None
     unit_count = sum(row[3] for row in units)
     rows = _fetch(f"""
@@ -409,7 +405,7 @@ def human_agreement(*, inference_run_ids: list[int], bands: Bands = DEFAULT_BAND
         FROM {hs} a JOIN {hs} b ON b.response_id = a.response_id AND b.annotator_id > a.annotator_id
         JOIN {resp} r ON r.id = a.response_id
         WHERE r.run_id IN ({runs})
-        GROUP BY a.annotator_id, b.annotator_id, a.score, b.score""", list(inference_run_ids), big=True)
+        GROUP BY a.annotator_id, b.annotator_id, a.score, b.score""", list(inference_run_ids))
     if not rows:
         return HumanAgreement(alpha, unit_count, None)
     a, b, sa, sb, n = (np.asarray(col) for col in zip(*rows, strict=True))
@@ -515,7 +511,7 @@ def _task_stats(*, dataset: Dataset, source: str, critic_run: CriticRun | None, 
             WHERE {where} AND q.dataset_id = %s
             GROUP BY r.run_id, q.task, q.{group}
         ) g GROUP BY g.run_id, g.task"""
-    return _fetch(sql, [*params, dataset.pk], big=True)
+    return _fetch(sql, [*params, dataset.pk])
 
 
 def leaderboard(*, dataset: Dataset, source: str = "critic", critic_run: CriticRun | None = None,

@@ -14,9 +14,9 @@ import socket
 import threading
 
 from celery.signals import worker_init, worker_ready, worker_shutdown, worker_shutting_down
-from django.db.models.signals import post_delete, post_save
 from django.conf import settings
 from django.db import close_old_connections, connection
+from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
 log = logging.getLogger(__name__)
