@@ -1,3 +1,4 @@
+import io
 import os
 import stat
 
@@ -46,3 +47,17 @@ def test_it_refuses_demo_logins_in_server_mode(db, settings):
 
     with pytest.raises(CommandError, match="only in the embedded default"):
         call_command("load_demo")
+
+
+def test_it_gives_every_role_something_to_do_once(db, settings, tmp_path):
+    from evaluation.models import CriticRun, InferenceRun, Response
+
+    settings.VAR_DIR, settings.EMBEDDED_MODE = tmp_path, True
+    out = io.StringIO()
+    call_command("load_demo", stdout=out)
+    call_command("load_demo", stdout=io.StringIO())
+    run = InferenceRun.objects.get()
+    critic_run = CriticRun.objects.get()
+    assert run.done == Response.objects.count() == Question.objects.filter(dataset__name="demo").count()
+    assert critic_run.done > 0 and critic_run.unparsed > 0
+    assert "Demo logins" in out.getvalue()

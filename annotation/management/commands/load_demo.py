@@ -19,9 +19,9 @@ class Command(BaseCommand):
             logins = ensure_demo_users()
         counts = load_demo_dataset()
         self.stdout.write(f"demo dataset: {counts['images_total']} images, {counts['questions']} new questions")
-        from evaluation.demo import load_demo_models
+        from evaluation.demo import load_demo_models, load_demo_runs
 
-        for line in load_demo_models():
+        for line in [*load_demo_models(), *load_demo_runs()]:
             self.stdout.write(line)
         if logins:
             self.stdout.write("\nDemo logins (also in var/demo_logins.txt, readable only by you):")
