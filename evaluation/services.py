@@ -371,6 +371,7 @@ def responses_import(*, lines: Iterable[str], endpoint: ModelEndpoint, dataset: 
     Response.objects.bulk_create(new.values(), batch_size=1000)
     report.imported = len(new)
     _refresh_inference_counts(run)
+    run.refresh_from_db()
     return run, report
 
 
