@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 from .env import broker_from_url, database_from_url, env_bool, env_int, env_list, env_str
 
@@ -121,7 +122,10 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {"evaluation.tasks.run_*_gpu": {"queue": "gpu"}}
+CELERY_TASK_QUEUES = (Queue("default"), Queue("gpu"))
+# Imports, exports and test jobs go to `default`. Runs pick their queue when enqueued, from their
+# endpoint: local weights (transformers) -> `gpu`, HTTP endpoints -> `default` (ModelEndpoint.queue).
+CELERY_TASK_ROUTES = {"annotation.tasks.*": {"queue": "default"}}
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 6 * 3600, minimum=1)
 CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 300
