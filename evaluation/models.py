@@ -84,6 +84,15 @@ class ModelEndpoint(models.Model):
         return "gpu" if self.backend == self.Backend.TRANSFORMERS else "default"
 
     @property
+    def items_per_batch(self) -> int:
+        """How many items a run task takes at a time. HTTP: many waves of the concurrent slots (answers
+        are stored as they arrive, so a batch only bounds the wait for its slowest request); local
+        weights: one generate() call."""
+        if self.backend == self.Backend.OPENAI:
+            return max(self.concurrency * 16, 16)
+        return self.batch_size
+
+    @property
     def cache_key(self) -> str:
         # Any edit of the endpoint changes updated_at, so a worker reloads instead of reusing stale weights.
         return f"{self.pk}:{self.updated_at.timestamp() if self.updated_at else 0}"

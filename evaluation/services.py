@@ -279,10 +279,7 @@ def inference_run_work(run_id: int) -> None:
     if run is None:
         return
     endpoint = run.endpoint
-    openai = endpoint.backend == ModelEndpoint.Backend.OPENAI
-    # HTTP: many waves of the concurrent slots per batch (answers are stored as they arrive, so the
-    # batch only bounds the wait for its slowest request); local weights: one generate() call.
-    batch_size = max(endpoint.concurrency * 16, 16) if openai else endpoint.batch_size
+    batch_size = endpoint.items_per_batch
 
     def pending():
         return run.pending_questions().select_related("image").order_by("id")
@@ -493,8 +490,7 @@ def critic_run_work(run_id: int) -> None:
     if run is None:
         return
     critic = run.critic
-    openai = critic.backend == ModelEndpoint.Backend.OPENAI
-    batch_size = max(critic.concurrency * 16, 16) if openai else critic.batch_size
+    batch_size = critic.items_per_batch
 
     def pending():
         return run.pending_responses().select_related("question__image").order_by("id")
@@ -665,8 +661,8 @@ def rewrite_run_work(run_id: int) -> None:
     if run is None:
         return
     endpoint = run.endpoint
-    openai = endpoint.backend == ModelEndpoint.Backend.OPENAI
-    batch_size = max(endpoint.concurrency * 2, 8) if openai else endpoint.batch_size
+    # Seeds are stored per batch (no streaming here), so keep batches to two waves for live progress.
+    batch_size = min(endpoint.items_per_batch, max(endpoint.concurrency * 2, 8))
 
     def pending():
         return run.pending_seeds().order_by("id")
