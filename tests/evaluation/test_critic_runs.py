@@ -43,6 +43,8 @@ def test_it_scores_parses_and_keeps_unparsed_replies(celery_worker):
     run = answered_run(10)
     with ChatServer(reply=judge) as server:
         server.fail_next(1, "429")
+        server.fail_next(1, "500")
+        server.fail_next(1, "slow")
         server.fail_next(1, "malformed")
         critic = make_endpoint(name="judge", role="critic", base_url=server.base_url, concurrency=4, max_retries=3)
         critic_run = stopped(services.critic_run_create(critic=critic, template=services.critic_template_default(),
