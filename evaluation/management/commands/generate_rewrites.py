@@ -1,9 +1,8 @@
-import sys
-
 from django.core.management.base import BaseCommand, CommandError
 
 from annotation.models import Dataset, DatasetFrozen
 from evaluation import services
+from evaluation.management.waiting import wait_and_report
 from evaluation.models import ModelEndpoint, PromptTemplate
 
 
@@ -44,13 +43,9 @@ class Command(BaseCommand):
         self.stdout.flush()
         if not o["wait"]:
             return
-        try:
-            run = services.run_wait(run, timeout=o["timeout"])
-        except TimeoutError as exc:
-            raise CommandError(str(exc)) from None
-        for entry in run.report:
-            self.stderr.write(f"{entry['question_id']}: {entry['error']}")
-        self.stdout.write(f"seeds={run.done} failed={run.failed} proposed={run.proposed} "
-                          f"duplicates_dropped={run.duplicates_dropped}")
-        if run.status != "done":
-            sys.exit(1)
+        wait_and_report(
+            self, run, timeout=o["timeout"],
+            summary=lambda r: (f"seeds={r.done} failed={r.failed} proposed={r.proposed} "
+                               f"duplicates_dropped={r.duplicates_dropped}"),
+            problems=lambda r: [*(f"{e['question_id']}: {e['error']}" for e in r.report), *([r.error] if r.error else [])],
+        )

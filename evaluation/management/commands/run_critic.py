@@ -1,8 +1,7 @@
-import sys
-
 from django.core.management.base import BaseCommand, CommandError
 
 from evaluation import services
+from evaluation.management.waiting import wait_and_report
 from evaluation.models import InferenceRun, ModelEndpoint, PromptTemplate
 
 
@@ -40,12 +39,5 @@ class Command(BaseCommand):
         self.stdout.flush()
         if not o["wait"]:
             return
-        try:
-            run = services.run_wait(run, timeout=o["timeout"])
-        except TimeoutError as exc:
-            raise CommandError(str(exc)) from None
-        if run.error:
-            self.stderr.write(run.error)
-        self.stdout.write(f"scored={run.done} unparsed={run.unparsed} failed={run.failed}")
-        if run.status != "done":
-            sys.exit(1)
+        wait_and_report(self, run, timeout=o["timeout"],
+                        summary=lambda r: f"scored={r.done} unparsed={r.unparsed} failed={r.failed}")

@@ -1,10 +1,9 @@
-import sys
-
 from django.core.management.base import BaseCommand, CommandError
 
 from annotation.models import Dataset
 from evaluation import services
 from evaluation.forms import parse_variants
+from evaluation.management.waiting import wait_and_report
 from evaluation.models import ModelEndpoint
 
 
@@ -36,20 +35,4 @@ class Command(BaseCommand):
         self.stdout.flush()
         if not o["wait"]:
             return
-        last = [-1]
-
-        def progress(r) -> None:
-            if r.processed != last[0]:
-                last[0] = r.processed
-                self.stderr.write(f"{r.status} {r.processed}/{r.total}")
-
-        try:
-            run = services.run_wait(run, timeout=o["timeout"], on_progress=progress)
-        except TimeoutError as exc:
-            self.stdout.write(f"done={run.done} failed={run.failed}")
-            raise CommandError(str(exc)) from None
-        if run.error:
-            self.stderr.write(run.error)
-        self.stdout.write(f"done={run.done} failed={run.failed}")
-        if run.status != "done":
-            sys.exit(1)
+        wait_and_report(self, run, timeout=o["timeout"], summary=lambda r: f"done={r.done} failed={r.failed}")
