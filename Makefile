@@ -43,8 +43,13 @@ test-fast: install
 lint: install
 	$(VENV)/bin/ruff check .
 
+# The CPU benchmarks, one after another (PostgreSQL and Redis on localhost; see docs/benchmarks.md).
+# On a GPU machine: python bench/bench_gpu_batching.py (torch + transformers only).
 bench: install
-	$(PY) bench/run_all.py
+	$(PY) bench/bench_import.py --postgres
+	$(PY) bench/bench_runs.py
+	$(PY) bench/bench_scoring.py
+	$(PY) bench/bench_analysis.py
 
 clean:
 	rm -rf var/broker var/test

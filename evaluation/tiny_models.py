@@ -102,15 +102,17 @@ def _train_tokenizer(*, split_digits: bool = False):
     return wrapped
 
 
-def _llama_config(tokenizer):
+def _llama_config(tokenizer, **overrides):
     from transformers import LlamaConfig
 
-    return LlamaConfig(
+    fields = dict(
         vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False,
     )
+    fields.update(overrides)
+    return LlamaConfig(**fields)
 
 
 def _set_generation_defaults(model, tokenizer) -> None:
@@ -123,43 +125,68 @@ def _set_generation_defaults(model, tokenizer) -> None:
 
 def build_tiny_llava(directory: Path, *, seed: int = 0) -> Path:
     """Build a tiny LLaVA-style VLM with random weights in ``directory`` and return it."""
+    return build_llava(directory, seed=seed)
+
+
+def build_llava(
+    directory: Path, *, seed: int = 0, vision: dict | None = None, text: dict | None = None,
+    dtype=None, device=None,
+) -> Path:
+    """A LLaVA-layout VLM with random weights, saved with its processor in ``directory``.
+
+    Tiny by default; ``vision`` (``CLIPVisionConfig`` fields) and ``text`` (``LlamaConfig``
+    fields) override the dimensions, so the GPU benchmark builds real-size models (say the
+    dimensions of a 7B VLM) through the same code. ``dtype`` / ``device`` choose where the random
+    weights are made (a 7B model is initialised in seconds on a GPU, in minutes on a CPU). A text
+    vocabulary larger than the tokenizer's is allowed: ids past the tokenizer decode to nothing.
+    """
     import torch
-    from transformers import (
-        CLIPImageProcessorPil,
-        CLIPVisionConfig,
-        LlavaConfig,
-        LlavaForConditionalGeneration,
-        LlavaProcessor,
-    )
+    from transformers import CLIPVisionConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+
+    try:  # the PIL processor (no torchvision needed); older releases call it CLIPImageProcessor
+        from transformers import CLIPImageProcessorPil as ImageProcessor
+    except ImportError:  # pragma: no cover - depends on the installed transformers
+        from transformers import CLIPImageProcessor as ImageProcessor
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tokenizer = _train_tokenizer()
-    vision = CLIPVisionConfig(
+    vision_fields = dict(
         hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
         image_size=IMAGE_SIZE, patch_size=PATCH_SIZE, projection_dim=32,
     )
+    vision_fields.update(vision or {})
+    image_size, patch_size = vision_fields["image_size"], vision_fields["patch_size"]
     config = LlavaConfig(
-        vision_config=vision, text_config=_llama_config(tokenizer),
+        vision_config=CLIPVisionConfig(**vision_fields), text_config=_llama_config(tokenizer, **(text or {})),
         image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
-        # "default" drops CLIP's CLS token: (32 / 8) ** 2 = 16 image tokens per image.
+        # "default" drops CLIP's CLS token: (32 / 8) ** 2 = 16 image tokens per image when tiny,
+        # (336 / 14) ** 2 = 576 at LLaVA-1.5's size.
         vision_feature_select_strategy="default", vision_feature_layer=-1,
-        image_seq_length=(IMAGE_SIZE // PATCH_SIZE) ** 2,
+        image_seq_length=(image_size // patch_size) ** 2,
     )
     torch.manual_seed(seed)
-    model = LlavaForConditionalGeneration(config).eval()
+    previous_dtype = torch.get_default_dtype()
+    try:
+        if dtype is not None:
+            torch.set_default_dtype(dtype)
+        with torch.device(device or "cpu"):
+            model = LlavaForConditionalGeneration(config).eval()
+    finally:
+        torch.set_default_dtype(previous_dtype)
     _set_generation_defaults(model, tokenizer)
 
-    image_processor = CLIPImageProcessorPil(
-        size={"shortest_edge": IMAGE_SIZE}, crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+    image_processor = ImageProcessor(
+        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size},
     )
     processor = LlavaProcessor(
-        image_processor=image_processor, tokenizer=tokenizer, patch_size=PATCH_SIZE,
+        image_processor=image_processor, tokenizer=tokenizer, patch_size=patch_size,
         vision_feature_select_strategy="default", num_additional_image_tokens=1,
         chat_template=CHAT_TEMPLATE, image_token=IMAGE_TOKEN,
     )
     model.save_pretrained(directory)
     processor.save_pretrained(directory)
+    del model
     return directory
 
 

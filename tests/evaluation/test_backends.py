@@ -170,6 +170,32 @@ def test_it_records_an_unreadable_image_on_its_item_only(vlm, images, tmp_path):
     assert "missing.png" in missing.error
 
 
+
+def test_it_builds_other_model_sizes_through_the_same_path(tmp_path, images):
+    """The GPU benchmark's real-size models come from build_llava with other dimensions: here a
+    small one with a bigger image, GQA heads and a vocabulary larger than the tokenizer's."""
+    from evaluation.tiny_models import build_llava
+
+    directory = build_llava(
+        tmp_path / "other", vision=dict(image_size=48, patch_size=12),
+        text=dict(hidden_size=48, num_attention_heads=6, num_key_value_heads=2, vocab_size=2048),
+    )
+    backend = backends.build_backend(BackendConfig(
+        backend="transformers", kind="vlm", path=str(directory), max_new_tokens=6, batch_size=2,
+        device="cpu", dtype="float32"))
+    backend.model.generation_config.min_new_tokens = 6  # as the benchmark fixes the answer length
+
+    results = backend.generate([[Message("user", "图中是什么？", (images["meme.png"],))],
+                                [Message("user", "Describe it.", (images["chart.jpg"],))]])
+
+    text = backend.model.config.text_config
+    assert (text.hidden_size, text.head_dim, text.num_key_value_heads, text.vocab_size) == (48, 8, 2, 2048)
+    assert [r.error for r in results] == ["", ""]
+    assert [r.completion_tokens for r in results] == [6, 6]
+    # (48 / 12) ** 2 = 16 image tokens, expanded by the processor into the prompt.
+    encoded = backend._encode([backend._prepare([Message("user", "x", (images["meme.png"],))])])
+    assert int(encoded["input_ids"].eq(backend.model.config.image_token_index).sum()) == 16
+
 # ---------------------------------------------------------------------------------------------------
 # transformers: tiny critic and score probabilities
 # ---------------------------------------------------------------------------------------------------
