@@ -78,6 +78,22 @@ class ResponsesImportForm(forms.Form):
     file = forms.FileField(label='JSONL: {"question_id": ..., "predict": ...} per line')
 
 
+class CritiquesImportForm(forms.Form):
+    run = forms.ModelChoiceField(queryset=None, label="推理运行 Inference run the critiques score")
+    critic_name = forms.CharField(max_length=200, label="评分模型名 Critic name",
+                                  help_text="The name of a critic endpoint links the run to it; any other name is kept as a label.")
+    file = forms.FileField(label='JSONL: {"question_id": ..., "Rating": 1-10 or -1, "Reason": ...} per line')
+
+    def __init__(self, *args, **kwargs) -> None:
+        from .models import InferenceRun
+
+        super().__init__(*args, **kwargs)
+        self.fields["run"].queryset = InferenceRun.objects.filter(done__gt=0).select_related(
+            "endpoint", "dataset").order_by("-created_at")
+        self.fields["run"].label_from_instance = lambda run: (
+            f"#{run.pk} {run.endpoint.name} · {run.dataset.name} · {run.done} answers")
+
+
 class CriticRunForm(forms.Form):
     critic = forms.ModelChoiceField(queryset=ModelEndpoint.objects.filter(role="critic"), label="评分模型 Critic")
     template = forms.ModelChoiceField(queryset=None, label="模板 Template (name:version)")

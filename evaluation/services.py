@@ -541,18 +541,15 @@ def critic_run_retry(*, run: CriticRun) -> int:
 
 
 @transaction.atomic
-def critiques_import(*, lines: Iterable[str], run: InferenceRun, critic_name: str, by=None) -> tuple[CriticRun, ImportReport]:
+def critiques_import(*, lines: Iterable[str], run: InferenceRun, critic_name: str,
+                     by=None) -> tuple[CriticRun | None, ImportReport]:
     """The released runner's JSONL (question_id, Rating, Reason) as a critic run over ``run``.
 
     Its -1 (or a missing/invalid rating) means "unparsed": stored as such with the raw line, and
-    counted, never averaged in.
+    counted, never averaged in. Bad lines are reported by number; when no line can be imported,
+    nothing is stored and the run is None.
     """
     report = ImportReport()
-    critic = ModelEndpoint.objects.filter(name=critic_name, role=ModelEndpoint.Role.CRITIC).first()
-    critic_run = CriticRun.objects.create(critic=critic, name=critic_name, status=Run.Status.DONE, created_by=by,
-                                          params={"imported": True}, started_at=timezone.now(),
-                                          finished_at=timezone.now())
-    critic_run.inference_runs.set([run])
     responses = {r.question.question_id: r for r in Response.objects.filter(run=run, error="").select_related("question")}
     rows: dict[int, CriticScore] = {}
     for number, line in enumerate(lines, start=1):
@@ -576,10 +573,19 @@ def critiques_import(*, lines: Iterable[str], run: InferenceRun, critic_name: st
         rating, reason = record.get("Rating"), record.get("Reason")
         valid = isinstance(rating, int) and not isinstance(rating, bool) and 1 <= rating <= 10
         rows[response.pk] = CriticScore(
-            critic_run=critic_run, response=response, score=rating if valid else None,
+            response=response, score=rating if valid else None,
             critique=reason if isinstance(reason, str) else "", raw_output=line.strip(),
             parse_status=CriticScore.ParseStatus.PARSED if valid else CriticScore.ParseStatus.UNPARSED,
         )
+    if not rows:
+        return None, report
+    critic = ModelEndpoint.objects.filter(name=critic_name, role=ModelEndpoint.Role.CRITIC).first()
+    critic_run = CriticRun.objects.create(critic=critic, name=critic_name, status=Run.Status.DONE, created_by=by,
+                                          params={"imported": True}, started_at=timezone.now(),
+                                          finished_at=timezone.now())
+    critic_run.inference_runs.set([run])
+    for row in rows.values():
+        row.critic_run = critic_run
     CriticScore.objects.bulk_create(rows.values(), batch_size=1000)
     report.imported = len(rows)
     _refresh_critic_counts(critic_run)

@@ -13,6 +13,7 @@ urlpatterns = [
     path("runs/<int:pk>/retry-failed", views.run_retry, {"kind": "inference"}, name="run_retry_failed"),
     path("runs/<int:pk>/export.jsonl", views.run_export, name="run_export"),
     path("critic-runs/new", views.critic_run_create, name="critic_run_create"),
+    path("critic-runs/import", views.critiques_import, name="critiques_import"),
     path("critic-runs/<int:pk>/", views.critic_run_detail, name="critic_run"),
     path("critic-runs/<int:pk>/cancel", views.run_cancel, {"kind": "critic"}, name="critic_run_cancel"),
     path("critic-runs/<int:pk>/resume", views.run_resume, {"kind": "critic"}, name="critic_run_resume"),

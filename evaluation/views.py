@@ -22,6 +22,7 @@ from annotation.tasks_catalog import Task
 from . import services
 from .forms import (
     CriticRunForm,
+    CritiquesImportForm,
     EndpointForm,
     InferenceRunForm,
     NewTemplateForm,
@@ -196,29 +197,53 @@ def run_export(request: HttpRequest, pk: int) -> HttpResponse:
     return response
 
 
+def _uploaded_lines(form) -> list[str] | None:
+    """The uploaded file's lines, or None with an error on the form when it is not UTF-8 text."""
+    try:
+        return form.cleaned_data["file"].read().decode("utf-8-sig").splitlines()
+    except UnicodeDecodeError:
+        form.add_error("file", "The file is not UTF-8 text.")
+        return None
+
+
 @require_http_methods(["GET", "POST"])
 @role_required(RESEARCHER)
 def responses_import(request: HttpRequest) -> HttpResponse:
     form = ResponsesImportForm(request.POST or None, request.FILES or None)
     report = None
-    if request.method == "POST" and form.is_valid():
+    if request.method == "POST" and form.is_valid() and (lines := _uploaded_lines(form)) is not None:
         data = form.cleaned_data
-        try:
-            lines = data["file"].read().decode("utf-8-sig").splitlines()
-        except UnicodeDecodeError:
-            form.add_error("file", "The file is not UTF-8 text.")
-        else:
-            run, report = services.responses_import(lines=lines, endpoint=data["endpoint"], dataset=data["dataset"],
-                                                    by=request.user)
-            if report.imported or report.unchanged:
-                messages.success(request, f"Run {run.pk}: {report.summary()}")
-            if not report.failed:
-                return redirect("evaluation:run", pk=run.pk)
+        run, report = services.responses_import(lines=lines, endpoint=data["endpoint"], dataset=data["dataset"],
+                                                by=request.user)
+        if report.imported or report.unchanged:
+            messages.success(request, f"Run {run.pk}: {report.summary()}")
+        if not report.failed:
+            return redirect("evaluation:run", pk=run.pk)
     return TemplateResponse(request, "evaluation/responses_import.html", {"form": form, "report": report},
                             status=400 if form.errors else 200)
 
 
 # --- critic runs ----------------------------------------------------------------------------------------
+
+
+@require_http_methods(["GET", "POST"])
+@role_required(RESEARCHER)
+def critiques_import(request: HttpRequest) -> HttpResponse:
+    """The released runner's critiques (or any critic's, in its format) as a critic run."""
+    form = CritiquesImportForm(request.POST or None, request.FILES or None, initial={"run": request.GET.get("run")})
+    report = None
+    if request.method == "POST" and form.is_valid() and (lines := _uploaded_lines(form)) is not None:
+        data = form.cleaned_data
+        critic_run, report = services.critiques_import(lines=lines, run=data["run"], critic_name=data["critic_name"],
+                                                       by=request.user)
+        if critic_run is None:
+            form.add_error("file", "Nothing imported: no line could be read (the lines are listed below).")
+        else:
+            messages.success(request, f"Critic run {critic_run.pk}: {report.summary()}")
+            if not report.failed:
+                return redirect("evaluation:critic_run", pk=critic_run.pk)
+    return TemplateResponse(request, "evaluation/critiques_import.html", {"form": form, "report": report},
+                            status=400 if form.errors else 200)
 
 
 @require_http_methods(["GET", "POST"])

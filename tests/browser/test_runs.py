@@ -8,7 +8,7 @@ import pytest
 from evaluation.models import CriticRun, InferenceRun
 from tests.chat_server import ChatServer
 from tests.conftest import browser_login, screenshot
-from tests.factories import make_dataset, make_question
+from tests.factories import make_dataset, make_endpoint, make_question, make_response, make_run
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -74,3 +74,28 @@ def test_it_runs_a_model_and_a_critic_from_the_browser(page, celery_worker, rese
         assert "描述图片" in page.inner_text("[data-testid=detail-prompt]")
         screenshot(page, "critique")
     assert CriticRun.objects.get().done == 30
+
+
+def test_it_imports_critiques_made_elsewhere_from_the_run_page(page, researcher, tmp_path):
+    dataset = make_dataset(name="外部评分")
+    run = make_run(endpoint=make_endpoint(name="vlm-elsewhere"), dataset=dataset, status="done", done=3, total=3)
+    for i in range(3):
+        make_response(run=run, question=make_question(dataset=dataset, group=f"0000{i:04d}"), text=f"回答{i}")
+    critiques = tmp_path / "critiques.jsonl"
+    critiques.write_text("".join(json.dumps({"question_id": f"0000{i:04d}-0", "Rating": rating, "Reason": "<b>理由</b>"},
+                                            ensure_ascii=False) + "\n" for i, rating in enumerate([8, 3, -1])),
+                         encoding="utf-8")
+
+    browser_login(page, "rex")
+    page.goto(f"/runs/{run.pk}/")
+    page.click("text=导入评分 Import critiques")
+    page.fill("input[name=critic_name]", "CritiqueVLM (released)")
+    page.set_input_files("input[name=file]", str(critiques))
+    page.click("form.card button[type=submit]")
+    page.wait_for_url("**/critic-runs/*/")
+
+    assert page.inner_text("[data-testid=run-done]") == "2"
+    assert page.inner_text("[data-testid=run-unparsed]") == "1"
+    screenshot(page, "critiques-imported")
+    imported = CriticRun.objects.get()
+    assert list(imported.inference_runs.all()) == [run] and imported.name == "CritiqueVLM (released)"

@@ -6,6 +6,7 @@ import re
 
 import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
 
 from evaluation import services
 from evaluation.models import CriticRun, CriticScore
@@ -131,3 +132,17 @@ def test_it_runs_from_the_command_line_and_round_trips_critiques(celery_worker, 
     original = {s.response_id: s.score for s in CriticScore.objects.filter(critic_run_id=critic_run_id)}
     again = {s.response_id: s.score for s in CriticScore.objects.filter(critic_run=imported)}
     assert original == again
+
+
+@pytest.mark.django_db
+def test_the_import_command_stores_nothing_when_no_line_can_be_read(tmp_path):
+    run = answered_run(2)
+    path = tmp_path / "critiques.jsonl"
+    path.write_text('{"question_id": "99999999-0", "Rating": 5}\nnot json\n', encoding="utf-8")
+    err = io.StringIO()
+
+    with pytest.raises(CommandError, match="Nothing imported"):
+        call_command("import_critiques", str(path), "--run", str(run.pk), "--critic", "elsewhere", stderr=err)
+
+    assert "line 1: question_id 99999999-0 has no answer" in err.getvalue() and "line 2: invalid JSON" in err.getvalue()
+    assert not CriticRun.objects.exists()

@@ -1,4 +1,5 @@
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from evaluation import services
@@ -32,7 +33,7 @@ def scored(db):
 
 @pytest.mark.parametrize("name,arg", [("evaluation:critic_run_create", None), ("evaluation:critic_run", "critic_run"),
                                       ("evaluation:critic_run_export", "critic_run"), ("evaluation:response", "response"),
-                                      ("evaluation:templates", None)])
+                                      ("evaluation:templates", None), ("evaluation:critiques_import", None)])
 def test_it_keeps_critic_pages_to_researchers(client, scored, annotator, researcher, name, arg):
     url = reverse(name, args=[scored[arg].pk] if arg else [])
     client.force_login(annotator)
@@ -122,3 +123,63 @@ def test_it_takes_a_pasted_template_as_version_1(client, researcher):
     assert again.status_code == 400 and "already has that name" in again.content.decode()
     bad = client.post(reverse("evaluation:template_create"), {"kind_choice": "rewrite", "name": "r", "body": "{{answer}}"})
     assert bad.status_code == 400 and not PromptTemplate.objects.filter(name="r").exists()
+
+
+def test_it_imports_critiques_from_the_page_and_reports_bad_lines(client, scored, researcher):
+    client.force_login(researcher)
+    run = scored["run"]
+    page = client.get(reverse("evaluation:critiques_import") + f"?run={run.pk}").content.decode()
+    assert f'<option value="{run.pk}" selected>' in page
+    upload = SimpleUploadedFile("critiques.jsonl", (
+        b'{"question_id": "00110000-0", "Rating": 7, "Reason": "<script>x</script>"}\n'
+        b'{"question_id": "nope-1", "Rating": 3}\nnot json\n'))
+
+    response = client.post(reverse("evaluation:critiques_import"),
+                           {"run": run.pk, "critic_name": "judge", "file": upload})
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "imported=1 unchanged=0 failed=2" in html
+    assert "nope-1 has no answer in run" in html and "invalid JSON" in html
+    imported = CriticRun.objects.exclude(pk=scored["critic_run"].pk).get()
+    assert imported.critic.name == "judge" and imported.done == 1  # a critic endpoint's name links it
+    assert imported.scores.get().score == 7
+
+
+def test_it_stores_nothing_when_no_critique_line_can_be_read(client, scored, researcher):
+    client.force_login(researcher)
+    upload = SimpleUploadedFile("critiques.jsonl", b'{"question_id": "nope-1", "Rating": 3}\n')
+    before = CriticRun.objects.count()
+
+    response = client.post(reverse("evaluation:critiques_import"),
+                           {"run": scored["run"].pk, "critic_name": "elsewhere", "file": upload})
+
+    assert response.status_code == 400
+    assert "Nothing imported" in response.content.decode()
+    assert CriticRun.objects.count() == before
+
+
+def test_it_imports_critiques_with_a_clean_file_and_shows_the_run(client, scored, researcher):
+    client.force_login(researcher)
+    upload = SimpleUploadedFile("critiques.jsonl", b'{"question_id": "00110000-0", "Rating": -1, "Reason": ""}\n')
+
+    response = client.post(reverse("evaluation:critiques_import"),
+                           {"run": scored["run"].pk, "critic_name": "released-runner", "file": upload})
+
+    imported = CriticRun.objects.get(name="released-runner")
+    assert response.status_code == 302 and response["Location"] == reverse("evaluation:critic_run", args=[imported.pk])
+    assert (imported.done, imported.unparsed, imported.critic) == (0, 1, None)
+
+
+@pytest.mark.parametrize("name", ["evaluation:critiques_import", "evaluation:responses_import"])
+def test_it_refuses_an_upload_that_is_not_utf8_text(client, scored, researcher, name):
+    client.force_login(researcher)
+    run = scored["run"]
+    fields = {"run": run.pk, "critic_name": "x"} if name == "evaluation:critiques_import" else {
+        "endpoint": run.endpoint_id, "dataset": run.dataset_id}
+    before = CriticRun.objects.count(), run.responses.count()
+
+    response = client.post(reverse(name), {**fields, "file": SimpleUploadedFile("x.jsonl", b"\xff\xfe\x00bad")})
+
+    assert response.status_code == 400 and "not UTF-8 text" in response.content.decode()
+    assert (CriticRun.objects.count(), run.responses.count()) == before

@@ -23,9 +23,12 @@ class Command(BaseCommand):
                 critic_run, report = services.critiques_import(lines=handle, run=run, critic_name=o["critic"])
         except (OSError, UnicodeDecodeError) as exc:
             raise CommandError(f"Can't read {o['file']}: {exc}") from None
-        self.stdout.write(f"critic_run_id={critic_run.pk}")
+        if critic_run is not None:
+            self.stdout.write(f"critic_run_id={critic_run.pk}")
         for number, reason in report.failed:
             self.stderr.write(f"line {number}: {reason}")
+        if critic_run is None:
+            raise CommandError("Nothing imported: no line could be read (see above).")
         self.stdout.write(f"scored={critic_run.done} unparsed={critic_run.unparsed} failed={len(report.failed)}")
         if report.failed:
             sys.exit(1)
