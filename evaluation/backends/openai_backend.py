@@ -237,12 +237,17 @@ class OpenAIBackend:
             self.closed = True
         if self._loop is None:
             return
-        asyncio.run_coroutine_threadsafe(self._close_idle(), self._loop).result(timeout=10)
+        asyncio.run_coroutine_threadsafe(self._wind_down(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
         self._loop.close()
 
-    async def _close_idle(self) -> None:
+    async def _wind_down(self) -> None:
+        # A batch whose caller stopped early may still have requests in flight: end them first.
+        others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
         while self._idle:
             self._idle.pop().close()
 

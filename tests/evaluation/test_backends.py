@@ -558,3 +558,17 @@ def test_it_closes_an_http_backend_only_after_its_batch_in_flight(server):
 
         assert [r.error for r in batch.result()] == [""] * 4
     assert backend.closed
+
+
+def test_it_stops_sending_when_the_caller_stops_taking_answers(server):
+    server.latency_s = 0.1
+    backend = http_backend(server, concurrency=4)
+    answers = backend.generate_iter([[Message("user", f"问题{i}")] for i in range(40)])
+
+    next(answers)
+    answers.close()  # e.g. the run was cancelled mid-batch
+    backend.close()
+
+    assert backend.closed
+    time.sleep(0.3)
+    assert server.requests_received <= 8  # the first wave and the one that had started, not all 40
