@@ -19,7 +19,7 @@ from evaluation import backends
 from evaluation.backends import BackendConfig, Message, expected_score, get_backend, openai_backend
 from evaluation.backends.base import find_rating_offset, rating_distribution
 from evaluation.tiny_models import build_tiny_causal_lm, build_tiny_llava
-from tests.chat_server import ChatServer, default_top_logprobs
+from tests.chat_server import ChatServer, default_top_logprobs, message_text
 
 # ---------------------------------------------------------------------------------------------------
 # Fixtures
@@ -402,6 +402,32 @@ def test_it_sends_images_as_data_urls_and_history_as_messages(server, images):
     assert headers["authorization"] == "Bearer sk-test"
 
 
+def test_it_goes_through_the_proxy_the_environment_names(server, monkeypatch):
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", server.base_url.removesuffix("/v1"))
+    backend = openai_backend.OpenAIBackend(
+        BackendConfig(backend="openai", base_url="http://model-host.invalid:8000/v1", model_name="m", max_retries=0))
+
+    [result] = backend.generate([[Message("user", "你好")]])
+
+    assert result.error == "" and result.text == "回答: 你好"
+    headers = {k.lower(): v for k, v in server.request_headers[0].items()}
+    assert headers["host"] == "model-host.invalid:8000"
+
+
+def test_it_encodes_an_image_shared_by_many_questions_correctly_for_each(server, images):
+    conversations = [[Message("user", f"问题{i}", (images["meme.png"] if i % 2 else images["chart.jpg"],))]
+                     for i in range(6)]
+
+    http_backend(server).generate(conversations)
+
+    sent = {message_text(r["messages"][0]): r["messages"][0]["content"][0]["image_url"]["url"] for r in server.requests}
+    for i in range(6):
+        path = images["meme.png"] if i % 2 else images["chart.jpg"]
+        assert base64.b64decode(sent[f"问题{i}"].split(",", 1)[1]) == Path(path).read_bytes()
+
+
 def test_it_sends_no_authorization_without_an_api_key(server):
     http_backend(server).generate([[Message("user", "你好")]])
 
@@ -557,4 +583,18 @@ def test_it_closes_an_http_backend_only_after_its_batch_in_flight(server):
         backend.close()  # evicted by the cache while another thread is mid-batch
 
         assert [r.error for r in batch.result()] == [""] * 4
-    assert backend._client.is_closed
+    assert backend.closed
+
+
+def test_it_stops_sending_when_the_caller_stops_taking_answers(server):
+    server.latency_s = 0.1
+    backend = http_backend(server, concurrency=4)
+    answers = backend.generate_iter([[Message("user", f"问题{i}")] for i in range(40)])
+
+    next(answers)
+    answers.close()  # e.g. the run was cancelled mid-batch
+    backend.close()
+
+    assert backend.closed
+    time.sleep(0.3)
+    assert server.requests_received <= 8  # the first wave and the one that had started, not all 40
