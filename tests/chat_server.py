@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import math
 import socket
+import ssl
 import threading
 import time
 from collections import Counter, deque
@@ -94,6 +95,7 @@ class ChatServer:
         slow_s: float = 2.0,
         host: str = "127.0.0.1",
         port: int = 0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.latency_s = latency_s
         self.reply = reply
@@ -103,6 +105,7 @@ class ChatServer:
         self.slow_s = slow_s
         self.top_logprobs: TopLogprobs = default_top_logprobs
         self._host, self._port = host, port
+        self.tls = tls  # a server-side context: the server speaks HTTPS
         self._lock = threading.Lock()
         self._plan: deque[str] = deque()
         self._rules: list[_Rule] = []
@@ -116,6 +119,8 @@ class ChatServer:
     def start(self) -> ChatServer:
         handler = type("Handler", (_Handler,), {"chat": self})
         self._server = _Server((self._host, self._port), handler)
+        if self.tls is not None:
+            self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="chat-server", daemon=True
         )
@@ -139,7 +144,7 @@ class ChatServer:
     def base_url(self) -> str:
         assert self._server is not None, "start() the server first"
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/v1"
+        return f"{'https' if self.tls else 'http'}://{host}:{port}/v1"
 
     # -- failures and counters ------------------------------------------------------------------
 

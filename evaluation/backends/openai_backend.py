@@ -39,6 +39,7 @@ import base64
 import json
 import logging
 import math
+import os
 import queue
 import random
 import ssl
@@ -432,9 +433,19 @@ _tls: ssl.SSLContext | None = None
 
 
 def _tls_context() -> ssl.SSLContext:
+    """The system's trusted certificates (``SSL_CERT_FILE``/``SSL_CERT_DIR`` honoured); on a system
+    without any (a slim container), certifi's bundle, which httpx brings along."""
     global _tls
     if _tls is None:
-        _tls = ssl.create_default_context()
+        context = ssl.create_default_context()
+        if not context.get_ca_certs() and not (os.environ.get("SSL_CERT_FILE") or os.environ.get("SSL_CERT_DIR")):
+            try:
+                import certifi
+            except ImportError:  # pragma: no cover - certifi comes with httpx
+                pass
+            else:
+                context.load_verify_locations(certifi.where())
+        _tls = context
     return _tls
 
 

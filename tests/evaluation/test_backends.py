@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import base64
 import math
+import shutil
+import ssl
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -415,6 +418,43 @@ def test_it_goes_through_the_proxy_the_environment_names(server, monkeypatch):
     headers = {k.lower(): v for k, v in server.request_headers[0].items()}
     assert headers["host"] == "model-host.invalid:8000"
 
+
+
+@pytest.fixture
+def self_signed(tmp_path) -> tuple[str, str]:
+    """A certificate for 127.0.0.1 and its key, made with the openssl command."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    return str(cert), str(key)
+
+
+def test_it_speaks_https_and_checks_the_certificate(self_signed, monkeypatch):
+    cert, key = self_signed
+    server_side = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_side.load_cert_chain(cert, key)
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with ChatServer(tls=server_side) as server:
+        config = BackendConfig(backend="openai", base_url=server.base_url, model_name="m", max_retries=0, concurrency=2)
+        assert server.base_url.startswith("https://")
+
+        monkeypatch.setattr(openai_backend, "_tls", None)  # the trusted certificates are read once
+        monkeypatch.setenv("SSL_CERT_FILE", str(Path(key).parent / "nothing-trusted.pem"))
+        [untrusted] = openai_backend.OpenAIBackend(config).generate([[Message("user", "你好")]])
+
+        monkeypatch.setattr(openai_backend, "_tls", None)
+        monkeypatch.setenv("SSL_CERT_FILE", cert)
+        backend = openai_backend.OpenAIBackend(config)
+        answers = backend.generate([[Message("user", f"问题{i}")] for i in range(4)])
+        backend.close()
+
+    assert "CERTIFICATE_VERIFY_FAILED" in untrusted.error
+    assert [r.text for r in answers] == [f"回答: 问题{i}" for i in range(4)]
+    assert len(server.requests) == 4  # the refused handshake never reached the application
 
 def test_it_encodes_an_image_shared_by_many_questions_correctly_for_each(server, images):
     conversations = [[Message("user", f"问题{i}", (images["meme.png"] if i % 2 else images["chart.jpg"],))]
