@@ -22,7 +22,7 @@ from evaluation import backends
 from evaluation.backends import BackendConfig, Message, expected_score, get_backend, openai_backend
 from evaluation.backends.base import find_rating_offset, rating_distribution
 from evaluation.tiny_models import build_tiny_causal_lm, build_tiny_llava
-from tests.chat_server import ChatServer, default_top_logprobs, message_text
+from tests.chat_server import ChatServer, ConnectProxy, default_top_logprobs, message_text
 
 # ---------------------------------------------------------------------------------------------------
 # Fixtures
@@ -455,6 +455,26 @@ def test_it_speaks_https_and_checks_the_certificate(self_signed, monkeypatch):
     assert "CERTIFICATE_VERIFY_FAILED" in untrusted.error
     assert [r.text for r in answers] == [f"回答: 问题{i}" for i in range(4)]
     assert len(server.requests) == 4  # the refused handshake never reached the application
+
+
+def test_it_tunnels_https_through_the_proxy_the_environment_names(self_signed, monkeypatch):
+    cert, key = self_signed
+    server_side = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_side.load_cert_chain(cert, key)
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(openai_backend, "_tls", None)
+    monkeypatch.setenv("SSL_CERT_FILE", cert)
+    with ChatServer(tls=server_side) as server, ConnectProxy() as proxy:
+        monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+        backend = openai_backend.OpenAIBackend(
+            BackendConfig(backend="openai", base_url=server.base_url, model_name="m", max_retries=0))
+        results = backend.generate([[Message("user", "你好")], [Message("user", "再见")]])
+        backend.close()
+        server_address = server.base_url.split("/")[2]
+
+    assert [r.text for r in results] == ["回答: 你好", "回答: 再见"]
+    assert proxy.tunnels and set(proxy.tunnels) == {server_address}
 
 def test_it_encodes_an_image_shared_by_many_questions_correctly_for_each(server, images):
     conversations = [[Message("user", f"问题{i}", (images["meme.png"] if i % 2 else images["chart.jpg"],))]
