@@ -419,23 +419,22 @@ def test_it_goes_through_the_proxy_the_environment_names(server, monkeypatch):
     assert headers["host"] == "model-host.invalid:8000"
 
 
-
 @pytest.fixture
-def self_signed(tmp_path) -> tuple[str, str]:
-    """A certificate for 127.0.0.1 and its key, made with the openssl command."""
+def self_signed(tmp_path) -> tuple[str, ssl.SSLContext]:
+    """A certificate for 127.0.0.1 (made with the openssl command), and a server context holding it."""
     if shutil.which("openssl") is None:
         pytest.skip("the openssl command is needed to make a certificate")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
                     "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
                     "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
-    return str(cert), str(key)
-
-
-def test_it_speaks_https_and_checks_the_certificate(self_signed, monkeypatch):
-    cert, key = self_signed
     server_side = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_side.load_cert_chain(cert, key)
+    return str(cert), server_side
+
+
+def test_it_speaks_https_and_checks_the_certificate(self_signed, monkeypatch, tmp_path):
+    cert, server_side = self_signed
     for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
     with ChatServer(tls=server_side) as server:
@@ -443,7 +442,7 @@ def test_it_speaks_https_and_checks_the_certificate(self_signed, monkeypatch):
         assert server.base_url.startswith("https://")
 
         monkeypatch.setattr(openai_backend, "_tls", None)  # the trusted certificates are read once
-        monkeypatch.setenv("SSL_CERT_FILE", str(Path(key).parent / "nothing-trusted.pem"))
+        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "nothing-trusted.pem"))
         [untrusted] = openai_backend.OpenAIBackend(config).generate([[Message("user", "你好")]])
 
         monkeypatch.setattr(openai_backend, "_tls", None)
@@ -458,9 +457,7 @@ def test_it_speaks_https_and_checks_the_certificate(self_signed, monkeypatch):
 
 
 def test_it_tunnels_https_through_the_proxy_the_environment_names(self_signed, monkeypatch):
-    cert, key = self_signed
-    server_side = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server_side.load_cert_chain(cert, key)
+    cert, server_side = self_signed
     for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(openai_backend, "_tls", None)
