@@ -7,8 +7,9 @@ takes finished answers off a queue, so it can store them while the next requests
 Why not a thread per request with httpx: against a server that answers at once that cost 1.1 ms of
 CPU per request (httpx's own overhead plus 32 threads fighting for the GIL), this ~0.25 ms, and on
 a 2-core machine that difference was most of the app's throughput. Proxies are taken from the
-environment (``HTTP_PROXY``/``HTTPS_PROXY``/``NO_PROXY``) as httpx did; TLS uses the system's
-certificates (``SSL_CERT_FILE``/``SSL_CERT_DIR`` honoured).
+environment (``HTTP_PROXY``/``HTTPS_PROXY``/``NO_PROXY``) as httpx did, HTTPS through a proxy by
+CONNECT; TLS uses the system's certificates (``SSL_CERT_FILE``/``SSL_CERT_DIR`` honoured), or
+certifi's bundle on a system that has none.
 
 Messages: images become ``image_url`` parts holding base64 data URLs (the file's own bytes and
 MIME type; encoded once per image within a batch, since rewrites share their seed's image), placed
