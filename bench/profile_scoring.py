@@ -80,6 +80,8 @@ def main() -> None:
     for i in range(args.pairs):
         pair(clients[i % len(clients)])
     prof.disable()
+    if os.environ.get("PROFILE_OUT"):
+        prof.dump_stats(os.environ["PROFILE_OUT"])
     pstats.Stats(prof).sort_stats(os.environ.get("SORT", "cumulative")).print_stats(30)
 
 
