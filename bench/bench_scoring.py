@@ -61,11 +61,32 @@ def setup_database(responses: int, annotators: int) -> dict:
     return populate(responses, annotators)
 
 
-def populate(responses: int, annotators: int) -> dict:
+def session_cookie(user) -> str:
+    """A signed-in session for the user, as the session cookie's value (whatever SESSION_ENGINE is)."""
+    from importlib import import_module
+
     from django.conf import settings
     from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+
+    session = import_module(settings.SESSION_ENGINE).SessionStore()
+    session[SESSION_KEY] = str(user.pk)
+    session[BACKEND_SESSION_KEY] = settings.AUTHENTICATION_BACKENDS[0]
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    session.save()
+    return session.session_key
+
+
+def user_of_cookie(cookie: str) -> int:
+    from importlib import import_module
+
+    from django.conf import settings
+    from django.contrib.auth import SESSION_KEY
+
+    return int(import_module(settings.SESSION_ENGINE).SessionStore(session_key=cookie)[SESSION_KEY])
+
+
+def populate(responses: int, annotators: int) -> dict:
     from django.contrib.auth.models import Group, User
-    from django.contrib.sessions.backends.db import SessionStore
 
     from annotation import scoring
     from annotation.models import Dataset, Image, Question
@@ -103,12 +124,7 @@ def populate(responses: int, annotators: int) -> dict:
         user.set_unusable_password()
         user.save()
         user.groups.add(group)
-        session = SessionStore()
-        session[SESSION_KEY] = str(user.pk)
-        session[BACKEND_SESSION_KEY] = settings.AUTHENTICATION_BACKENDS[0]
-        session[HASH_SESSION_KEY] = user.get_session_auth_hash()
-        session.create()
-        cookies.append(session.session_key)
+        cookies.append(session_cookie(user))
     return {"dataset": dataset.pk, "sessions": cookies, "responses": Response.objects.count(),
             "populate_s": round(made, 1), "queue_sync_s": round(synced, 2)}
 
@@ -180,13 +196,12 @@ def pct(values: list[float], q: float) -> float:
 
 def check(stats: dict) -> dict:
     """Compare what the clients were told with what the database holds."""
-    from django.contrib.sessions.models import Session
     from django.db.models import Count
 
     from annotation.models import Assignment, Dataset, HumanScore
 
     n = Dataset.objects.get(name="bench").annotators_per_response
-    user_of = {s.session_key: int(s.get_decoded()["_auth_user_id"]) for s in Session.objects.all()}
+    user_of = {cookie: user_of_cookie(cookie) for cookie in {cookie for _, cookie in stats["confirmed"]}}
     assignments = dict(Assignment.objects.values_list("pk", "response_id"))
     confirmed = Counter((assignments[a], user_of[s]) for a, s in stats["confirmed"])
     rows = Counter(HumanScore.objects.values_list("response_id", "annotator_id"))

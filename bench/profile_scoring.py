@@ -40,7 +40,7 @@ def main() -> None:
         import django
 
         django.setup()
-    from django.contrib.sessions.models import Session
+    from django.contrib.auth.models import User
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
@@ -48,7 +48,7 @@ def main() -> None:
     from annotation.models import Dataset
 
     dataset = Dataset.objects.get(name="bench").pk
-    keys = list(Session.objects.values_list("session_key", flat=True))[:50]
+    keys = [bench_scoring.session_cookie(user) for user in User.objects.filter(username__startswith="bench")[:50]]
     clients = []
     for key in keys:
         c = Client(enforce_csrf_checks=False, HTTP_HOST="127.0.0.1")

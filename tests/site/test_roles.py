@@ -1,9 +1,10 @@
 """Role routing and 403s for every page: permissions live in views, so every URL is asked directly."""
 
 import pytest
+from django.contrib.sessions.models import Session
 from django.urls import reverse
 
-from tests.factories import make_image
+from tests.factories import PASSWORD, make_image
 
 # (url name, kwargs, roles allowed). Staff may open everything.
 PAGES = [
@@ -79,6 +80,16 @@ def test_it_logs_out_with_a_post(client, curator):
     response = client.post("/logout/")
     assert response.status_code == 302
     assert client.get("/").status_code == 302 and "_auth_user_id" not in client.session
+
+
+def test_it_keeps_the_session_in_a_signed_http_only_cookie(client, curator):
+    response = client.post("/login/", {"username": "cora", "password": PASSWORD})
+    assert response.status_code == 302
+    cookie = response.cookies["sessionid"]
+    assert cookie["httponly"] and cookie["samesite"] == "Lax" and not Session.objects.exists()
+    assert client.get(reverse("annotation:library")).status_code == 200
+    client.cookies["sessionid"] = cookie.value.replace(":", ":x", 1)
+    assert client.get(reverse("annotation:library")).status_code == 302, "a tampered cookie is no session"
 
 
 def test_it_creates_the_role_groups_in_a_migration(db):
