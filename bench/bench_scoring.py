@@ -18,6 +18,7 @@ import asyncio
 import json
 import os
 import platform
+import random
 import re
 import secrets
 import subprocess
@@ -85,6 +86,30 @@ def user_of_cookie(cookie: str) -> int:
     return int(import_module(settings.SESSION_ENGINE).SessionStore(session_key=cookie)[SESSION_KEY])
 
 
+def reuse_database(annotators: int) -> dict:
+    """The data of an earlier run, with its scores and reservations cleared (a few seconds instead
+    of the minute a fresh database takes)."""
+    os.environ.update(server_env())
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "alignbench_site.settings")
+    import django
+
+    django.setup()
+    from django.contrib.auth.models import User
+    from django.db import connection
+
+    from annotation.models import Assignment, Dataset, HumanScore, HumanScoreRevision, ScoringItem
+    from evaluation.models import Response
+
+    tables = ", ".join(m._meta.db_table for m in (HumanScoreRevision, HumanScore, Assignment))
+    with connection.cursor() as cursor:
+        cursor.execute(f"TRUNCATE {tables}")
+    ScoringItem.objects.update(scores=0, full=False)
+    Response.objects.filter(human_count__gt=0).update(human_count=0, human_sum=0)
+    users = User.objects.filter(username__startswith="bench").order_by("username")[:annotators]
+    return {"dataset": Dataset.objects.get(name="bench").pk, "sessions": [session_cookie(u) for u in users],
+            "responses": Response.objects.count(), "reused": True}
+
+
 def populate(responses: int, annotators: int) -> dict:
     from django.contrib.auth.models import Group, User
 
@@ -148,43 +173,136 @@ def start_server(workers: int, threads: int = 1) -> subprocess.Popen:
     raise RuntimeError("gunicorn did not start; see var/bench-gunicorn.log")
 
 
-async def annotator(session_key: str, dataset: int, *, pause: float, until: float, stats: dict) -> None:
-    import httpx
+class Session:
+    """One annotator's HTTP/1.1 connection to gunicorn: plain asyncio streams instead of an HTTP
+    library, because the load generator shares the 2 cores with the server and httpx cost ~4.5 ms
+    of CPU a request. Cookies are fixed (the signed session and a CSRF token sent back as the
+    X-CSRFToken header); the connection is reused when the server keeps it open (gthread), and
+    reopened when it closes it (sync workers close after every response)."""
 
-    token = secrets.token_hex(16)  # any 32-character secret: the CSRF cookie and header just have to agree
-    headers = {"HX-Request": "true", "X-CSRFToken": token}
-    async with httpx.AsyncClient(base_url=BASE, headers=headers, timeout=30,
-                                 cookies={"sessionid": session_key, "csrftoken": token}) as client:
-        while time.monotonic() < until:
-            t0 = time.perf_counter()
-            try:
-                response = await client.post(f"/score/{dataset}/next")
-                stats["next"].append(time.perf_counter() - t0)
-                found = ITEM_RE.search(response.text) if response.status_code == 200 else None
-                if found is None:
-                    stats["errors"].append(f"next {response.status_code}")
-                    await asyncio.sleep(pause or 0.05)
-                    continue
-                await asyncio.sleep(pause)
-                t0 = time.perf_counter()
-                response = await client.post(f"/score/item/{found.group(1)}/submit", data={"score": "7"})
-                stats["submit"].append(time.perf_counter() - t0)
-                if response.status_code == 200 and 'data-testid="side-by-side"' in response.text:
-                    stats["confirmed"].append((int(found.group(1)), session_key))
-                else:
-                    stats["errors"].append(f"submit {response.status_code}")
-            except httpx.HTTPError as exc:
-                stats["errors"].append(type(exc).__name__)
+    def __init__(self, session_key: str):
+        token = secrets.token_hex(16)  # any 32-character secret: the CSRF cookie and header just have to agree
+        self.head = (f"Host: 127.0.0.1:{PORT}\r\nCookie: sessionid={session_key}; csrftoken={token}\r\n"
+                     f"HX-Request: true\r\nX-CSRFToken: {token}\r\n"
+                     "Content-Type: application/x-www-form-urlencoded\r\n")
+        self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def post(self, path: str, body: str = "") -> tuple[int, str]:
+        return await asyncio.wait_for(self._post(path, body.encode()), timeout=30)
+
+    async def _post(self, path: str, body: bytes) -> tuple[int, str]:
+        if self.streams is None:
+            self.streams = await asyncio.open_connection("127.0.0.1", PORT)
+        reader, writer = self.streams
+        writer.write(f"POST {path} HTTP/1.1\r\n{self.head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").lower()
+        status = int(head.split(" ", 2)[1])
+        length = re.search(r"\r\ncontent-length: *(\d+)", head)
+        if length is None:
+            raise ValueError("response without Content-Length")
+        text = (await reader.readexactly(int(length.group(1)))).decode()
+        if "\r\nconnection: close" in head:
+            await self.close()
+        return status, text
+
+    async def close(self) -> None:
+        if self.streams is not None:
+            self.streams[1].close()
+            self.streams = None
+
+
+async def annotator(session_key: str, dataset: int, *, pause: float, until: float, stats: dict,
+                    stagger: bool = False) -> None:
+    client = Session(session_key)
+    if stagger:
+        # People don't all click at the same instant: each starts somewhere in the first pause.
+        await asyncio.sleep(random.uniform(0, pause))
+    while time.monotonic() < until:
+        t0 = time.perf_counter()
+        try:
+            status, text = await client.post(f"/score/{dataset}/next")
+            stats["next"].append(time.perf_counter() - t0)
+            found = ITEM_RE.search(text) if status == 200 else None
+            if found is None:
+                stats["errors"].append(f"next {status}")
+                await asyncio.sleep(pause or 0.05)
+                continue
             await asyncio.sleep(pause)
+            t0 = time.perf_counter()
+            status, text = await client.post(f"/score/item/{found.group(1)}/submit", "score=7")
+            stats["submit"].append(time.perf_counter() - t0)
+            if status == 200 and 'data-testid="side-by-side"' in text:
+                stats["confirmed"].append((int(found.group(1)), session_key))
+            else:
+                stats["errors"].append(f"submit {status}")
+        except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError) as exc:
+            stats["errors"].append(type(exc).__name__)
+            await client.close()
+        await asyncio.sleep(pause)
+    await client.close()
 
 
-async def run_load(sessions: list[str], dataset: int, *, pause: float, seconds: float) -> dict:
+async def run_load(sessions: list[str], dataset: int, *, pause: float, seconds: float, stagger: bool = False,
+                   server_pids: tuple[list[int], list[int]] = ([], [])) -> dict:
     stats: dict = {"next": [], "submit": [], "errors": [], "confirmed": []}
     until = time.monotonic() + seconds
+    cpu = cpu_seconds(server_pids)
     started = time.perf_counter()
-    await asyncio.gather(*(annotator(s, dataset, pause=pause, until=until, stats=stats) for s in sessions))
+    await asyncio.gather(*(annotator(s, dataset, pause=pause, until=until, stats=stats, stagger=stagger)
+                           for s in sessions))
     stats["elapsed"] = time.perf_counter() - started
+    stats["cpu_s"] = {k: round(v - cpu[k], 2) for k, v in cpu_seconds(server_pids).items()}
     return stats
+
+
+async def warm_up(sessions: list[str], dataset: int, *, concurrency: int = 4) -> None:
+    """One untimed "next" per annotator, a few at a time: every gunicorn worker has its database
+    connection, compiled templates and loaded code before the clock starts, as a server that has
+    been up a while would. The reservations they make are what the first timed "next" resumes."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(session_key: str) -> None:
+        client = Session(session_key)
+        async with gate:
+            status, _ = await client.post(f"/score/{dataset}/next")
+            await client.close()
+        if status != 200:
+            raise RuntimeError(f"warm-up next: HTTP {status}")
+
+    await asyncio.gather(*(one(s) for s in sessions))
+
+
+def cpu_seconds(pids: tuple[list[int], list[int]]) -> dict[str, float]:
+    """CPU seconds used so far by this process (the load generator), the gunicorn processes and the
+    PostgreSQL backends serving the bench database."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def of(pid: int) -> float:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone: a backend closed (CONN_MAX_AGE) mid-run
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / tick
+
+    gunicorn, postgres = pids
+    return {"client": time.process_time(), "gunicorn": sum(map(of, gunicorn)), "postgres": sum(map(of, postgres))}
+
+
+def server_pids(server: subprocess.Popen) -> tuple[list[int], list[int]]:
+    from django.db import connection
+
+    children = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _ppid(p) == server.pid]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", [DB])
+        backends = [row[0] for row in cursor.fetchall()]
+    return [server.pid, *children], backends
+
+
+def _ppid(proc: Path) -> int | None:
+    try:
+        return int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def pct(values: list[float], q: float) -> float:
@@ -220,7 +338,10 @@ def summary(name: str, stats: dict, verdict: dict) -> dict:
         "median_ms": round(pct(both, 0.5), 1), "p95_ms": round(pct(both, 0.95), 1), "p99_ms": round(pct(both, 0.99), 1),
         "next_median_ms": round(pct(stats["next"], 0.5), 1), "next_p95_ms": round(pct(stats["next"], 0.95), 1),
         "submit_median_ms": round(pct(stats["submit"], 0.5), 1),
-        "submit_p95_ms": round(pct(stats["submit"], 0.95), 1), **verdict,
+        "submit_p95_ms": round(pct(stats["submit"], 0.95), 1),
+        # CPU per confirmed next + submit pair, by process group (postgres: the bench database's backends)
+        "cpu_ms_per_pair": {k: round(v * 1000 / max(1, len(stats["confirmed"])), 1) for k, v in stats["cpu_s"].items()},
+        **verdict,
     }
 
 
@@ -232,23 +353,31 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="above 1: gthread workers with this many threads")
     parser.add_argument("--saturation-clients", type=int, default=16)
+    parser.add_argument("--stagger", action=argparse.BooleanOptionalAction, default=True,
+                        help="paced annotators start at random moments within the first pause (default), "
+                             "not all at once")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep BENCH_DB's data from an earlier run; clear its scores and reservations")
     args = parser.parse_args()
     (ROOT / "var" / "bench").mkdir(parents=True, exist_ok=True)
-    setup = setup_database(args.responses, args.annotators)
+    setup = reuse_database(args.annotators) if args.reuse else setup_database(args.responses, args.annotators)
     print(json.dumps({k: v for k, v in setup.items() if k != "sessions"}), flush=True)
     server = start_server(args.workers, args.threads)
     results = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": platform.platform(),
                "cpus": os.cpu_count(), "gunicorn_workers": args.workers, "threads": args.threads,
-               "load_before": os.getloadavg(),
+               "stagger": args.stagger, "load_before": os.getloadavg(),
                **{k: v for k, v in setup.items() if k != "sessions"}, "runs": []}
     try:
-        paced = asyncio.run(run_load(setup["sessions"], setup["dataset"], pause=1.0, seconds=args.seconds))
+        asyncio.run(warm_up(setup["sessions"], setup["dataset"]))
+        pids = server_pids(server)
+        paced = asyncio.run(run_load(setup["sessions"], setup["dataset"], pause=1.0, seconds=args.seconds,
+                                     stagger=args.stagger, server_pids=pids))
         results["runs"].append(summary(f"paced: {args.annotators} annotators, 1 s pauses", paced, check(paced)))
         print(json.dumps(results["runs"][-1]), flush=True)
         # Saturation: fewer clients than annotators is enough to keep every worker busy; the
         # confirmed list starts afresh and the check covers both runs' rows together.
         saturated = asyncio.run(run_load(setup["sessions"][: args.saturation_clients], setup["dataset"],
-                                         pause=0.0, seconds=args.seconds))
+                                         pause=0.0, seconds=args.seconds, server_pids=server_pids(server)))
         saturated["confirmed"] = paced["confirmed"] + saturated["confirmed"]
         verdict = check(saturated)
         saturated["confirmed"] = saturated["confirmed"][len(paced["confirmed"]):]
