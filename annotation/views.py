@@ -399,8 +399,7 @@ def score_home(request: HttpRequest) -> HttpResponse:
 def _own_assignment(request: HttpRequest, pk: int) -> Assignment:
     """The viewer's own reservation, with their counts (``scoring.counts_of``) in the same query."""
     return get_object_or_404(
-        Assignment.objects.select_related("response__question__image", "response__question__dataset",
-                                          "response__run__endpoint")
+        Assignment.objects.select_related("response__question__image", "response__question__dataset")
         .annotate(**scoring.annotator_count_annotations(user=request.user)),
         pk=pk, annotator=request.user,
     )
@@ -409,8 +408,7 @@ def _own_assignment(request: HttpRequest, pk: int) -> Assignment:
 def _own_score(request: HttpRequest, response_pk: int) -> HumanScore:
     """The viewer's own score, with their counts (``scoring.counts_of``) in the same query."""
     return get_object_or_404(
-        HumanScore.objects.select_related("response__question__image", "response__question__dataset",
-                                          "response__run__endpoint")
+        HumanScore.objects.select_related("response__question__image", "response__question__dataset")
         .annotate(**scoring.annotator_count_annotations(user=request.user)),
         response_id=response_pk, annotator=request.user,
     )
