@@ -243,15 +243,17 @@ async def annotator(session_key: str, dataset: int, *, pause: float, until: floa
 
 
 async def run_load(sessions: list[str], dataset: int, *, pause: float, seconds: float, stagger: bool = False,
-                   server_pids: tuple[list[int], list[int]] = ([], [])) -> dict:
+                   server: subprocess.Popen | None = None) -> dict:
     stats: dict = {"next": [], "submit": [], "errors": [], "confirmed": []}
     until = time.monotonic() + seconds
-    cpu = cpu_seconds(server_pids)
+    meter = CpuMeter(server)
+    sampling = asyncio.create_task(meter.every(0.5))
     started = time.perf_counter()
     await asyncio.gather(*(annotator(s, dataset, pause=pause, until=until, stats=stats, stagger=stagger)
                            for s in sessions))
     stats["elapsed"] = time.perf_counter() - started
-    stats["cpu_s"] = {k: round(v - cpu[k], 2) for k, v in cpu_seconds(server_pids).items()}
+    sampling.cancel()
+    stats["cpu_s"] = meter.used()
     return stats
 
 
@@ -272,37 +274,50 @@ async def warm_up(sessions: list[str], dataset: int, *, concurrency: int = 4) ->
     await asyncio.gather(*(one(s) for s in sessions))
 
 
-def cpu_seconds(pids: tuple[list[int], list[int]]) -> dict[str, float]:
-    """CPU seconds used so far by this process (the load generator), the gunicorn processes and the
-    PostgreSQL backends serving the bench database."""
-    tick = os.sysconf("SC_CLK_TCK")
+class CpuMeter:
+    """CPU seconds used during a run by this process (the load generator), the gunicorn processes
+    and the PostgreSQL backends of the bench database, sampled from /proc twice a second (backends
+    come and go with CONN_MAX_AGE: each counts from when it was first seen to when it was last)."""
 
-    def of(pid: int) -> float:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:  # gone: a backend closed (CONN_MAX_AGE) mid-run
-            return 0.0
-        return (int(fields[11]) + int(fields[12])) / tick
+    def __init__(self, server: subprocess.Popen | None):
+        self.server = server
+        self.first: dict[int, tuple[str, float]] = {}
+        self.last: dict[int, float] = {}
+        self.client = time.process_time()
+        self.sample()
 
-    gunicorn, postgres = pids
-    return {"client": time.process_time(), "gunicorn": sum(map(of, gunicorn)), "postgres": sum(map(of, postgres))}
+    async def every(self, seconds: float) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            self.sample()
 
+    def sample(self) -> None:
+        tick = os.sysconf("SC_CLK_TCK")
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+                kind = self._kind(int(proc.name), int(fields[1]), proc)
+            except (OSError, ValueError, IndexError):  # gone meanwhile
+                continue
+            if kind:
+                cpu = (int(fields[11]) + int(fields[12])) / tick
+                self.first.setdefault(int(proc.name), (kind, cpu))
+                self.last[int(proc.name)] = cpu
 
-def server_pids(server: subprocess.Popen) -> tuple[list[int], list[int]]:
-    from django.db import connection
+    def _kind(self, pid: int, ppid: int, proc: Path) -> str | None:
+        if self.server is not None and self.server.pid in (pid, ppid):
+            return "gunicorn"
+        title = (proc / "cmdline").read_bytes()
+        return "postgres" if title.startswith(b"postgres:") and f" {DB} ".encode() in title else None
 
-    children = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _ppid(p) == server.pid]
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", [DB])
-        backends = [row[0] for row in cursor.fetchall()]
-    return [server.pid, *children], backends
-
-
-def _ppid(proc: Path) -> int | None:
-    try:
-        return int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
+    def used(self) -> dict[str, float]:
+        self.sample()
+        used = {"client": time.process_time() - self.client, "gunicorn": 0.0, "postgres": 0.0}
+        for pid, (kind, cpu) in self.first.items():
+            used[kind] += self.last[pid] - cpu
+        return {k: round(v, 2) for k, v in used.items()}
 
 
 def pct(values: list[float], q: float) -> float:
@@ -369,15 +384,14 @@ def main() -> None:
                **{k: v for k, v in setup.items() if k != "sessions"}, "runs": []}
     try:
         asyncio.run(warm_up(setup["sessions"], setup["dataset"]))
-        pids = server_pids(server)
         paced = asyncio.run(run_load(setup["sessions"], setup["dataset"], pause=1.0, seconds=args.seconds,
-                                     stagger=args.stagger, server_pids=pids))
+                                     stagger=args.stagger, server=server))
         results["runs"].append(summary(f"paced: {args.annotators} annotators, 1 s pauses", paced, check(paced)))
         print(json.dumps(results["runs"][-1]), flush=True)
         # Saturation: fewer clients than annotators is enough to keep every worker busy; the
         # confirmed list starts afresh and the check covers both runs' rows together.
         saturated = asyncio.run(run_load(setup["sessions"][: args.saturation_clients], setup["dataset"],
-                                         pause=0.0, seconds=args.seconds, server_pids=server_pids(server)))
+                                         pause=0.0, seconds=args.seconds, server=server))
         saturated["confirmed"] = paced["confirmed"] + saturated["confirmed"]
         verdict = check(saturated)
         saturated["confirmed"] = saturated["confirmed"][len(paced["confirmed"]):]
