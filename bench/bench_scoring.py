@@ -1,12 +1,18 @@
 """Human-scoring load test: real HTTP sessions against gunicorn + PostgreSQL, 127.0.0.1 only.
 
     .venv/bin/python bench/bench_scoring.py [--responses 100000] [--annotators 50] [--seconds 60]
+                                            [--workers 3] [--no-stagger] [--reuse]
 
-1. (Re)creates the PostgreSQL database BENCH_DB (default alignbench_bench) and migrates it.
+1. (Re)creates the PostgreSQL database BENCH_DB (default alignbench_bench) and migrates it
+   (--reuse: keeps an earlier run's data and clears its scores and reservations).
 2. Bulk-creates a dataset of --responses responses (questions x models) and syncs the queue.
-3. Starts gunicorn on 127.0.0.1 and logs in --annotators sessions (sessions written directly).
-4. Paced run: every annotator does next, pause 1 s, submit, pause 1 s, ... for --seconds.
+3. Starts gunicorn on 127.0.0.1 and logs in --annotators sessions (sessions written directly),
+   then warms every worker with one untimed "next" per annotator.
+4. Paced run: every annotator does next, pause 1 s, submit, pause 1 s, ... for --seconds, each
+   starting at a random moment within the first pause (--no-stagger: all at once).
 5. Saturation run: --saturation-clients clients do next + submit with no pause for --seconds.
+Each run reports latency percentiles and the CPU per pair of the load generator, gunicorn and the
+bench database's PostgreSQL backends.
 After each run it checks the database against what the clients were told: every confirmed
 submit is exactly one HumanScore row, no response has more than N, nobody scored one twice.
 """

@@ -3,7 +3,8 @@
     BENCH_DB=perf_scoring .venv/bin/python bench/profile_scoring.py [--setup] [--pairs 200]
 
 --setup recreates the database with bench_scoring's 100,000 responses. Prints statements per
-pair (by kind), CPU ms per pair, and the top of a cProfile of the pairs.
+pair (by kind), CPU ms per pair, and the top of a cProfile of the pairs in CPU time (SORT=tottime
+to sort differently, PROFILE_OUT=file to keep the profile for pstats).
 """
 
 from __future__ import annotations
