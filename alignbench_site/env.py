@@ -83,7 +83,19 @@ def database_from_url(url: str, *, base_dir: Path) -> dict:
         name = unquote(parts.path.lstrip("/"))
         if not name:
             raise ImproperlyConfigured(f"DATABASE_URL={url!r} names no database.")
-        options = dict(parse_qsl(parts.query))
+        options = dict(parse_qsl(parts.query, keep_blank_values=True))
+        # Parameters travel apart from the SQL and each connection prepares its frequent statements,
+        # so PostgreSQL plans a hot query once per connection instead of on every request (the
+        # scoring workspace spent more of PostgreSQL's CPU planning than running). Behind PgBouncer
+        # in transaction mode, which can't keep prepared statements: ?prepare_threshold= (empty).
+        binding = options.pop("server_side_binding", "true")
+        if binding.strip().lower() not in _TRUE | _FALSE:
+            raise ImproperlyConfigured(f"DATABASE_URL: server_side_binding={binding!r} is not a boolean.")
+        threshold = options.pop("prepare_threshold", "5").strip()
+        if threshold and not threshold.isdigit():
+            raise ImproperlyConfigured(f"DATABASE_URL: prepare_threshold={threshold!r} is not a whole number.")
+        options["server_side_binding"] = binding.strip().lower() in _TRUE
+        options["prepare_threshold"] = int(threshold) if threshold else None
         return {
             "ENGINE": "django.db.backends.postgresql",
             "NAME": name,

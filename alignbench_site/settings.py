@@ -147,6 +147,12 @@ SCORING_RATIONALE_BELOW = env_int("SCORING_RATIONALE_BELOW", 4, minimum=0)
 # Humans disagree (with each other, or their mean with the critic) by at least this much: adjudicate.
 SCORING_ADJUDICATION_GAP = env_int("SCORING_ADJUDICATION_GAP", 3, minimum=1)
 
+# Sessions are a signed cookie (HttpOnly, Secure off DEBUG), not a row: a request costs no session
+# query, which the scoring workspace's round trips feel (docs/benchmarks.md, issue 7). Logging out
+# clears the cookie and changing the password invalidates it, but a copy taken before logout stays
+# valid until it expires (SESSION_COOKIE_AGE).
+SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
+
 # Security: strict by default off DEBUG, so `check --deploy` is clean with production values.
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # htmx reads the token from the page, not the cookie

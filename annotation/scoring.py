@@ -17,6 +17,7 @@ scores and nobody twice, under any number of concurrent annotators:
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass
 from datetime import timedelta
@@ -135,9 +136,18 @@ def _reservation_until():
 def live_assignment(*, user: User, dataset: Dataset) -> Assignment | None:
     """The annotator's unexpired reservation in this dataset, if any: "next" resumes it."""
     return (
-        Assignment.objects.active().for_annotator(user)
+        Assignment.objects.active().for_annotator(user).select_related("response__question__image")
         .filter(response__question__dataset=dataset).order_by("-reserved_until").first()
     )
+
+
+def datasets_for_annotator(*, user: User):
+    """Datasets with what "next" needs to know about this annotator, in the query that loads the
+    dataset anyway: ``live_assignment_id`` (their unexpired reservation in it, or None) and their
+    counts (``counts_of``)."""
+    live = (Assignment.objects.active().for_annotator(user).filter(response__question__dataset=OuterRef("pk"))
+            .order_by("-reserved_until").values("pk")[:1])
+    return Dataset.objects.annotate(live_assignment_id=Subquery(live), **annotator_count_annotations(user=user))
 
 
 def _live_count(now) -> Subquery:
@@ -158,7 +168,8 @@ def _candidates(*, user: User, dataset: Dataset, order: str, now):
         .filter(live__lt=n - F("scores"))
     )
     if connection.features.has_select_for_update_skip_locked:
-        items = items.select_for_update(skip_locked=True)
+        # OF self: lock the queue row only, not the response, question and image read with it.
+        items = items.select_for_update(skip_locked=True, of=("self",))
     if order == Order.RANDOM:
         # Start at a random point of the hashed order and wrap around: random for each request,
         # and still an index walk rather than ORDER BY random() over the whole table.
@@ -170,13 +181,14 @@ def _candidates(*, user: User, dataset: Dataset, order: str, now):
 
 
 def _claim(*, user: User, dataset: Dataset, order: str) -> Assignment | None | bool:
-    """One attempt, in one transaction. Returns the new Assignment, None when the queue is empty
-    for this annotator, or False when the row we picked changed under us (try again)."""
+    """One attempt, in one transaction. Returns the new Assignment (with its response, question
+    and image, read with the queue row), None when the queue is empty for this annotator, or False
+    when the row we picked changed under us (try again)."""
     now = timezone.now()
     with transaction.atomic():
         item = None
         for candidates in _candidates(user=user, dataset=dataset, order=order, now=now):
-            item = candidates.only("pk", "scores").first()
+            item = candidates.select_related("response__question__image").first()
             if item is not None:
                 break
         if item is None:
@@ -185,7 +197,10 @@ def _claim(*, user: User, dataset: Dataset, order: str) -> Assignment | None | b
             # We hold the row (FOR UPDATE SKIP LOCKED), so this later statement's snapshot sees
             # every reservation and score committed before the lock: recount, reclaim and insert
             # in one round trip.
-            return _claim_locked_pg(user=user, dataset=dataset, response_id=item.pk, now=now)
+            got = _claim_locked_pg(user=user, dataset=dataset, response_id=item.pk, now=now)
+            if got:
+                got.response = item.response
+            return got
         # Check what we got: on SQLite this UPDATE takes the write lock. If someone submitted in
         # between, `scores` moved and we try again.
         if not ScoringItem.objects.filter(pk=item.pk, full=False, scores=item.scores).update(touched_at=now):
@@ -199,7 +214,7 @@ def _claim(*, user: User, dataset: Dataset, order: str) -> Assignment | None | b
         # Reclaim: stale reservations of this response stop being anyone's.
         Assignment.objects.filter(response_id=item.pk, status=Assignment.Status.RESERVED,
                                   reserved_until__lte=now).update(status=Assignment.Status.EXPIRED, updated_at=now)
-        return Assignment.objects.create(response_id=item.pk, annotator=user, status=Assignment.Status.RESERVED,
+        return Assignment.objects.create(response=item.response, annotator=user, status=Assignment.Status.RESERVED,
                                          reserved_until=now + timedelta(minutes=settings.SCORING_RESERVATION_MINUTES))
 
 
@@ -241,9 +256,15 @@ def _claim_locked_pg(*, user: User, dataset: Dataset, response_id: int, now) -> 
 
 def assignment_reserve_next(*, user: User, dataset: Dataset, order: str = Order.BALANCED,
                             attempts: int = 8) -> Assignment | None:
-    """The annotator's next response: their live reservation if they have one, else a new one."""
-    current = live_assignment(user=user, dataset=dataset)
-    if current is not None:
+    """The annotator's next response, with its question and image: their live reservation if they
+    have one, else a new one. A dataset from datasets_for_annotator already knows the former."""
+    if hasattr(dataset, "live_assignment_id"):
+        current = dataset.live_assignment_id and (
+            Assignment.objects.active().select_related("response__question__image")
+            .filter(pk=dataset.live_assignment_id).first())
+    else:
+        current = live_assignment(user=user, dataset=dataset)
+    if current:
         return current
     order = order if order in Order.VALUES else Order.BALANCED
     for _ in range(attempts):
@@ -292,8 +313,15 @@ def _lock_item(response_id: int) -> ScoringItem:
 @transaction.atomic
 def score_submit(*, assignment: Assignment, data: ScoreInput, time_spent_s: float) -> HumanScore:
     item = _lock_item(assignment.response_id)
-    assignment.refresh_from_db()
     now = timezone.now()
+    if connection.vendor == "postgresql" and item.scores < item.dataset.annotators_per_response:
+        human_score = _submit_live_locked_pg(item=item, assignment=assignment, data=data,
+                                             time_spent_s=time_spent_s, now=now)
+        if human_score is not None:
+            return human_score
+        # Not a live reservation (any more): the general path below says why, or takes a late one.
+    # (Only what can change: a full refresh would also drop the response the caller loaded with it.)
+    assignment.refresh_from_db(fields=["status", "reserved_until"])
     if assignment.status == Assignment.Status.SUBMITTED:
         raise ScoringError("这条已经提交过了 You already scored this response.")
     if assignment.status == Assignment.Status.SKIPPED:
@@ -317,6 +345,55 @@ def score_submit(*, assignment: Assignment, data: ScoreInput, time_spent_s: floa
         scores=F("scores") + 1, full=item.scores + 1 >= item.dataset.annotators_per_response
     )
     return human_score
+
+
+def _submit_live_locked_pg(*, item: ScoringItem, assignment: Assignment, data: ScoreInput, time_spent_s: float,
+                           now) -> HumanScore | None:
+    """PostgreSQL, with the ScoringItem row locked and room left on it: the common submit (a live
+    reservation) in one statement. Everything hangs on the assignment still being reserved and
+    live when this statement looks (a fresh snapshot, after the lock): then it becomes submitted,
+    the score goes in, the queue row counts it, and the response's human count and sum follow,
+    as the post_save signal (evaluation.signals) does for scores written through the ORM. None,
+    with nothing written, when the reservation is not live."""
+    assignment_t, score_t = Assignment._meta.db_table, HumanScore._meta.db_table
+    item_t, response_t = ScoringItem._meta.db_table, Response._meta.db_table
+    sql = f"""
+        WITH submitted AS (
+            UPDATE {assignment_t} SET status = %(submitted)s, updated_at = %(now)s
+            WHERE id = %(assignment)s AND response_id = %(response)s AND status = %(reserved)s
+              AND reserved_until > %(now)s
+            RETURNING annotator_id
+        ), scored AS (
+            INSERT INTO {score_t} (response_id, annotator_id, score, rationale, flags, time_spent_s,
+                                   created_at, updated_at)
+            SELECT %(response)s, annotator_id, %(score)s, %(rationale)s, %(flags)s::jsonb, %(spent)s, %(now)s, %(now)s
+            FROM submitted
+            RETURNING id
+        ), counted AS (
+            UPDATE {item_t} SET scores = scores + 1, "full" = scores + 1 >= %(n)s
+            WHERE response_id = %(response)s AND EXISTS (SELECT 1 FROM scored)
+        ), stats AS (
+            -- (this statement's snapshot doesn't see its own new row: hence the + 1 and + score)
+            UPDATE {response_t} r
+            SET human_count = (SELECT COUNT(*) FROM {score_t} h WHERE h.response_id = r.id) + 1,
+                human_sum = (SELECT COALESCE(SUM(h.score), 0) FROM {score_t} h WHERE h.response_id = r.id)
+                            + %(score)s
+            WHERE r.id = %(response)s AND EXISTS (SELECT 1 FROM scored)
+        )
+        SELECT scored.id, submitted.annotator_id FROM scored, submitted
+    """
+    spent = max(0.0, time_spent_s)
+    params = {"submitted": Assignment.Status.SUBMITTED, "reserved": Assignment.Status.RESERVED, "now": now,
+              "assignment": assignment.pk, "response": item.pk, "score": data.score, "rationale": data.rationale,
+              "flags": json.dumps(data.flags), "spent": spent, "n": item.dataset.annotators_per_response}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    assignment.status, assignment.updated_at = Assignment.Status.SUBMITTED, now
+    return HumanScore(pk=row[0], response_id=item.pk, annotator_id=row[1], score=data.score,
+                      rationale=data.rationale, flags=data.flags, time_spent_s=spent, created_at=now, updated_at=now)
 
 
 def time_spent(*, assignment: Assignment, claimed: str | None) -> float:

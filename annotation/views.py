@@ -397,9 +397,10 @@ def score_home(request: HttpRequest) -> HttpResponse:
 
 
 def _own_assignment(request: HttpRequest, pk: int) -> Assignment:
+    """The viewer's own reservation, with their counts (``scoring.counts_of``) in the same query."""
     return get_object_or_404(
-        Assignment.objects.select_related("response__question__image", "response__question__dataset",
-                                          "response__run__endpoint"),
+        Assignment.objects.select_related("response__question__image", "response__question__dataset")
+        .annotate(**scoring.annotator_count_annotations(user=request.user)),
         pk=pk, annotator=request.user,
     )
 
@@ -407,8 +408,7 @@ def _own_assignment(request: HttpRequest, pk: int) -> Assignment:
 def _own_score(request: HttpRequest, response_pk: int) -> HumanScore:
     """The viewer's own score, with their counts (``scoring.counts_of``) in the same query."""
     return get_object_or_404(
-        HumanScore.objects.select_related("response__question__image", "response__question__dataset",
-                                          "response__run__endpoint")
+        HumanScore.objects.select_related("response__question__image", "response__question__dataset")
         .annotate(**scoring.annotator_count_annotations(user=request.user)),
         response_id=response_pk, annotator=request.user,
     )
@@ -433,25 +433,23 @@ def _order(request: HttpRequest) -> str:
     return order if order in scoring.Order.VALUES else scoring.Order.BALANCED
 
 
-def _next_item(request: HttpRequest, dataset: Dataset, *, note: str = "") -> HttpResponse:
+def _next_item(request: HttpRequest, dataset_pk: int, *, note: str = "") -> HttpResponse:
     # No queue sync here: score_home and the progress page do it, and "next" stays cheap.
+    # The dataset comes with the annotator's live reservation and counts in the same query.
+    dataset = get_object_or_404(scoring.datasets_for_annotator(user=request.user), pk=dataset_pk)
     order = _order(request)
+    # The assignment comes with the response, question and image the item shows.
     assignment = scoring.assignment_reserve_next(user=request.user, dataset=dataset, order=order)
+    counts = scoring.counts_of(dataset)
     if assignment is None:
-        context = {"state": "empty", "dataset": dataset, "order": order, "note": note}
+        context = {"state": "empty", "dataset": dataset, "order": order, "note": note, "counts": counts}
         return _workspace(request, "annotation/score_item.html", context)
     url = reverse("annotation:score_item", args=[assignment.pk]) + f"?order={order}"
     if not request.htmx:
         return redirect(url)
-    # The assignment is the user's own (reserve_next only hands out theirs): load what the item
-    # shows, and the annotator's counts, in one query.
-    response = (Response.objects.select_related("question__image")
-                .annotate(**scoring.annotator_count_annotations(user=request.user)).get(pk=assignment.response_id))
-    response.question.dataset = dataset
-    assignment.response = response
+    assignment.response.question.dataset = dataset
     context = {"state": "item", "assignment": assignment, "dataset": dataset, "order": order, "note": note,
-               "flags": HumanScore.Flag.choices, "data": {}, "errors": {}, "chosen_flags": [],
-               "counts": scoring.counts_of(response)}
+               "flags": HumanScore.Flag.choices, "data": {}, "errors": {}, "chosen_flags": [], "counts": counts}
     return _workspace(request, "annotation/score_item.html", context, push=url)
 
 
@@ -459,7 +457,7 @@ def _next_item(request: HttpRequest, dataset: Dataset, *, note: str = "") -> Htt
 @role_required(ANNOTATOR)
 def score_next(request: HttpRequest, dataset_pk: int) -> HttpResponse:
     """Reserve the next response (or resume the live one) and show it."""
-    return _next_item(request, get_object_or_404(Dataset, pk=dataset_pk))
+    return _next_item(request, dataset_pk)
 
 
 @require_GET
@@ -471,7 +469,7 @@ def score_item(request: HttpRequest, pk: int) -> HttpResponse:
         return redirect("annotation:score_done", assignment.response_id)
     state = "item" if assignment.is_live else "lost"
     context = {"state": state, "assignment": assignment, "dataset": dataset, "order": _order(request),
-               "flags": HumanScore.Flag.choices, "data": {}, "errors": {},
+               "flags": HumanScore.Flag.choices, "data": {}, "errors": {}, "counts": scoring.counts_of(assignment),
                "note": "" if state == "item" else "预留已结束 This reservation has ended."}
     return _workspace(request, "annotation/score_item.html", context)
 
@@ -482,21 +480,25 @@ def score_submit(request: HttpRequest, pk: int) -> HttpResponse:
     assignment = _own_assignment(request, pk)
     dataset = assignment.response.question.dataset
     data, errors = scoring.clean_score_input(request.POST)
-    base = {"assignment": assignment, "dataset": dataset, "order": _order(request), "flags": HumanScore.Flag.choices}
+    base = {"assignment": assignment, "dataset": dataset, "order": _order(request), "flags": HumanScore.Flag.choices,
+            "counts": scoring.counts_of(assignment)}
     if errors:
         context = {**base, "state": "item", "data": request.POST, "errors": errors,
                    "chosen_flags": request.POST.getlist("flags")}
         return _workspace(request, "annotation/score_item.html", context, status=200 if request.htmx else 422)
     try:
         spent = scoring.time_spent(assignment=assignment, claimed=request.POST.get("time_spent_s"))
-        scoring.score_submit(assignment=assignment, data=data, time_spent_s=spent)
+        human_score = scoring.score_submit(assignment=assignment, data=data, time_spent_s=spent)
     except scoring.ScoringError as exc:
         return _workspace(request, "annotation/score_item.html", {**base, "state": "lost", "note": str(exc)})
     url = reverse("annotation:score_done", args=[assignment.response_id]) + f"?order={base['order']}"
     if not request.htmx:
         return redirect(url)
-    # Just submitted: it has no edit history yet.
-    return _done(request, _own_score(request, assignment.response_id), push=url, fresh=True)
+    # Just submitted: the score is the one we hold (with the response the assignment brought), it
+    # has no edit history yet, and the counts are the ones read with the assignment plus this one.
+    human_score.response = assignment.response
+    counts = {key: value + 1 for key, value in base["counts"].items()}
+    return _done(request, human_score, push=url, fresh=True, counts=counts)
 
 
 @require_POST
@@ -504,16 +506,16 @@ def score_submit(request: HttpRequest, pk: int) -> HttpResponse:
 def score_skip(request: HttpRequest, pk: int) -> HttpResponse:
     assignment = _own_assignment(request, pk)
     scoring.assignment_skip(assignment=assignment)
-    return _next_item(request, assignment.response.question.dataset, note="已跳过 Skipped.")
+    return _next_item(request, assignment.response.question.dataset_id, note="已跳过 Skipped.")
 
 
 def _done(request: HttpRequest, human_score: HumanScore, *, push: str | None = None, errors: dict | None = None,
-          saved: bool = False, fresh: bool = False) -> TemplateResponse:
+          saved: bool = False, fresh: bool = False, counts: dict[str, int] | None = None) -> TemplateResponse:
     context = {
         "state": "done", "mine": human_score, "dataset": human_score.response.question.dataset,
         "sbs": scoring.side_by_side(human_score=human_score), "order": _order(request),
         "revisions": [] if fresh else human_score.revisions.select_related("changed_by"),
-        "can_edit": scoring.can_edit(human_score), "counts": scoring.counts_of(human_score),
+        "can_edit": scoring.can_edit(human_score), "counts": counts or scoring.counts_of(human_score),
         "flags": HumanScore.Flag.choices, "errors": errors or {}, "saved": saved,
         "edit_minutes": settings.SCORING_EDIT_WINDOW_MINUTES,
     }

@@ -45,6 +45,27 @@ def test_it_gives_each_response_to_at_most_n_annotators_and_nobody_twice():
     assert scoring.assignment_reserve_next(user=people[-1], dataset=dataset) is None
 
 
+def test_it_records_a_submit_everywhere_it_counts():
+    dataset, responses = make_scoring_dataset(questions=1, models=1, tasks=("Description",), annotators_per_response=2)
+    scoring.queue_sync(dataset)
+    anna, bob = make_user(username="anna", role="annotator"), make_user(username="bob", role="annotator")
+    held = scoring.assignment_reserve_next(user=anna, dataset=dataset)
+    returned = scoring.score_submit(assignment=held, data=ScoreInput(3, "too short", ["response_cut_off"]),
+                                    time_spent_s=-2)
+    saved = HumanScore.objects.get(annotator=anna)
+    assert (returned.pk, returned.score, returned.flags) == (saved.pk, 3, ["response_cut_off"])
+    assert (saved.rationale, saved.time_spent_s, saved.response_id) == ("too short", 0.0, responses[0].pk)
+    held.refresh_from_db()
+    assert held.status == Assignment.Status.SUBMITTED
+    item = ScoringItem.objects.get()
+    assert (item.scores, item.full) == (1, False)
+    _score(bob, dataset, value=8)
+    item.refresh_from_db()
+    assert (item.scores, item.full) == (2, True)
+    response = Response.objects.get(pk=responses[0].pk)
+    assert (response.human_count, response.human_sum) == (2, 11)
+
+
 def test_it_resumes_the_live_reservation_instead_of_taking_another():
     dataset, _ = make_scoring_dataset()
     scoring.queue_sync(dataset)

@@ -1,9 +1,12 @@
 """Role routing and 403s for every page: permissions live in views, so every URL is asked directly."""
 
 import pytest
+from django.contrib.auth.models import Group, User
+from django.contrib.sessions.models import Session
 from django.urls import reverse
 
-from tests.factories import make_image
+from annotation.auth import RoleBackend
+from tests.factories import PASSWORD, make_image, make_user
 
 # (url name, kwargs, roles allowed). Staff may open everything.
 PAGES = [
@@ -81,7 +84,28 @@ def test_it_logs_out_with_a_post(client, curator):
     assert client.get("/").status_code == 302 and "_auth_user_id" not in client.session
 
 
+def test_it_keeps_the_session_in_a_signed_http_only_cookie(client, curator):
+    response = client.post("/login/", {"username": "cora", "password": PASSWORD})
+    assert response.status_code == 302
+    cookie = response.cookies["sessionid"]
+    assert cookie["httponly"] and cookie["samesite"] == "Lax" and not Session.objects.exists()
+    assert client.get(reverse("annotation:library")).status_code == 200
+    client.cookies["sessionid"] = cookie.value.replace(":", ":x", 1)
+    assert client.get(reverse("annotation:library")).status_code == 302, "a tampered cookie is no session"
+
+
 def test_it_creates_the_role_groups_in_a_migration(db):
     from django.contrib.auth.models import Group
 
     assert set(Group.objects.values_list("name", flat=True)) >= {"curator", "annotator", "researcher"}
+
+
+def test_it_loads_the_signed_in_user_with_their_roles_in_one_query(db, django_assert_num_queries):
+    cora = make_user(username="cora2", role="curator")
+    cora.groups.add(Group.objects.get_or_create(name="researcher")[0])
+    with django_assert_num_queries(1):
+        user = RoleBackend().get_user(str(cora.pk))
+        assert user == cora and user._alignbench_roles == {"curator", "researcher"}
+    assert RoleBackend().get_user("999999") is None and RoleBackend().get_user("not a number") is None
+    User.objects.filter(pk=cora.pk).update(is_active=False)
+    assert RoleBackend().get_user(str(cora.pk)) is None

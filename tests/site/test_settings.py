@@ -50,7 +50,14 @@ def test_it_parses_postgres_urls():
     assert db["ENGINE"] == "django.db.backends.postgresql"
     assert (db["NAME"], db["USER"], db["PASSWORD"], db["HOST"], db["PORT"]) == (
         "alignbench", "bench", "s@cret", "db.internal", "5433")
-    assert db["OPTIONS"] == {"sslmode": "require"}
+    assert db["OPTIONS"] == {"sslmode": "require", "server_side_binding": True, "prepare_threshold": 5}
+
+
+def test_it_lets_a_postgres_url_turn_prepared_statements_off():
+    options = database_from_url("postgresql://h/db?prepare_threshold=&server_side_binding=no", base_dir=ROOT)["OPTIONS"]
+    assert options == {"server_side_binding": False, "prepare_threshold": None}
+    with pytest.raises(ImproperlyConfigured, match="prepare_threshold"):
+        database_from_url("postgresql://h/db?prepare_threshold=many", base_dir=ROOT)
 
 
 def test_it_parses_sqlite_urls_relative_and_absolute():
