@@ -264,19 +264,19 @@ def test_it_makes_the_same_number_of_queries_whatever_the_data(client, annotator
     client.force_login(annotator)
     for _ in range(size):  # history of our own
         _next_and_submit(client, dataset)
-    # (savepoints included: the test runs inside a transaction; PostgreSQL needs 6 and 7, SQLite's
-    # portable claim and submit 9 and 12)
-    with django_assert_max_num_queries(9):
+    # (the session read and savepoints included: the test runs inside a transaction; PostgreSQL needs
+    # 7 and 8, SQLite's portable claim and submit 10 and 13)
+    with django_assert_max_num_queries(10):
         response = client.post(reverse("annotation:score_next", args=[dataset.pk]), **HX)
     pk = re.search(r"score/item/(\d+)/submit", response.content.decode()).group(1)
     response_pk = Assignment.objects.get(pk=pk).response_id
-    with django_assert_max_num_queries(12):
+    with django_assert_max_num_queries(13):
         client.post(reverse("annotation:score_submit", args=[pk]), {"score": "7"}, **HX)
-    with django_assert_max_num_queries(6):
+    with django_assert_max_num_queries(7):
         client.get(reverse("annotation:score_done", args=[response_pk]))
-    with django_assert_max_num_queries(6):
+    with django_assert_max_num_queries(7):
         client.get(reverse("annotation:score_mine"))
-    with django_assert_max_num_queries(6):
+    with django_assert_max_num_queries(7):
         client.get(reverse("annotation:score_home"))
 
 
