@@ -1,4 +1,4 @@
-"""Start the web server and Celery workers together; Ctrl-C stops them all."""
+"""Start the web server and Celery workers together; Ctrl-C (or SIGTERM, SIGHUP) stops them all."""
 
 from __future__ import annotations
 
@@ -10,6 +10,10 @@ import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
+
+
+def _stop(signum, frame):
+    raise KeyboardInterrupt
 
 
 class Command(BaseCommand):
@@ -30,6 +34,10 @@ class Command(BaseCommand):
              "-n", "gpu@%h", "-l", "INFO"],
             [python, "manage.py", "runserver", options["addr"], "--noreload"],
         ]
+        # Python's default SIGTERM/SIGHUP end the process without running `finally`, which would
+        # leave the server and workers orphaned: treat them like Ctrl-C.
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, _stop)
         processes = [subprocess.Popen(cmd, env=env, cwd=settings.BASE_DIR) for cmd in commands]
         self.stdout.write(self.style.SUCCESS(f"\nalignbench is running at http://{options['addr']}/  (Ctrl-C stops it)\n"))
         try:
