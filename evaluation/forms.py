@@ -76,6 +76,14 @@ class ResponsesImportForm(forms.Form):
     endpoint = forms.ModelChoiceField(queryset=ModelEndpoint.objects.filter(role="vlm"), label="模型 Model")
     dataset = forms.ModelChoiceField(queryset=Dataset.objects.all(), label="数据集 Dataset")
     file = forms.FileField(label='JSONL: {"question_id": ..., "predict": ...} per line')
+    # Set after a partial import, so the fixed file is added to that run instead of making a second one.
+    run = forms.ModelChoiceField(queryset=None, required=False, widget=forms.HiddenInput)
+
+    def __init__(self, *args, **kwargs) -> None:
+        from .models import InferenceRun
+
+        super().__init__(*args, **kwargs)
+        self.fields["run"].queryset = InferenceRun.objects.filter(source=InferenceRun.Source.IMPORT)
 
 
 class CritiquesImportForm(forms.Form):

@@ -4,12 +4,13 @@ critic and rewrite runs, responses and critic scores, and the workers seen doing
 from __future__ import annotations
 
 import os
+import uuid
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import models, transaction
-from django.db.models import Max, Q
+from django.db.models import F, Max, Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -120,6 +121,17 @@ class ModelEndpoint(models.Model):
             max_retries=self.max_retries,
         )
 
+    # What shapes an answer. A run remembers these; a stopped run whose endpoint has since changed
+    # any of them can't be resumed, or one run would mix two models' answers. Where the model runs
+    # (base URL, device) and how fast (batch size, concurrency) may change in between.
+    ANSWER_FIELDS = ("backend", "model_path", "model_name", "max_new_tokens", "temperature", "top_p", "dtype",
+                     "trust_remote_code", "send_image")
+
+    def changes_since(self, params: dict) -> list[str]:
+        """`field: old -> new` for each answer-shaping setting that differs from a run's snapshot."""
+        return [f"{name}: {params[name]!r} -> {getattr(self, name)!r}" for name in self.ANSWER_FIELDS
+                if name in params and params[name] != getattr(self, name)]
+
     def generation_params(self) -> dict:
         """The snapshot a run keeps, so later edits of the endpoint don't rewrite history."""
         return {
@@ -204,6 +216,12 @@ class Run(models.Model):
     params = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
     claimed_by = models.CharField(max_length=200, blank=True)
+    # Which task holds the run: every claim draws a new token, so a task that was cancelled and
+    # resumed, or re-delivered, while an earlier one was still busy leaves one of them working.
+    claim_token = models.CharField(max_length=32, blank=True, editable=False)
+    # Where the latest claim started, for the speed and time left of a resumed run.
+    resumed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    processed_before = models.PositiveIntegerField(default=0, editable=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -213,6 +231,8 @@ class Run(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     objects = RunQuerySet.as_manager()
+
+    PROCESSED_FIELDS = ("done", "failed")
 
     class Meta:
         abstract = True
@@ -240,17 +260,33 @@ class Run(models.Model):
         return 100.0 * self.processed / self.total if self.total else 0.0
 
     def claim(self, worker: str) -> bool:
-        """Take the run for this worker if nobody live holds it; True when we got it."""
-        stale = timezone.now() - timedelta(seconds=settings.WORKER_STALE_SECONDS)
+        """Take the run for this task if nobody live holds it; True when we got it.
+
+        The same worker may take over its own run (a re-delivered message, a resume while the task
+        that was cancelled is still finishing a chunk): the new claim token tells the older task to stop.
+        """
+        now = timezone.now()
+        stale = now - timedelta(seconds=settings.WORKER_STALE_SECONDS)
         live = Worker.objects.filter(last_seen__gte=stale).exclude(name=worker).values("name")
+        processed = sum((F(name) for name in self.PROCESSED_FIELDS[1:]), F(self.PROCESSED_FIELDS[0]))
         got = (
             type(self).objects.filter(pk=self.pk, status__in=ACTIVE_STATUSES)
             .filter(Q(status=JobStatus.QUEUED) | Q(claimed_by="") | Q(claimed_by=worker) | ~Q(claimed_by__in=live))
-            .update(status=JobStatus.RUNNING, claimed_by=worker, started_at=self.started_at or timezone.now(),
-                    updated_at=timezone.now())
+            .update(status=JobStatus.RUNNING, claimed_by=worker, claim_token=uuid.uuid4().hex,
+                    started_at=Coalesce(F("started_at"), Value(now)), resumed_at=now, processed_before=processed,
+                    updated_at=now)
         )
         self.refresh_from_db()
         return got == 1
+
+    def endpoint_changes(self) -> list[str]:
+        """What the run's endpoint changed since the run started (see ModelEndpoint.ANSWER_FIELDS)."""
+        endpoint = self.model_endpoint
+        return endpoint.changes_since(self.params) if endpoint is not None else []
+
+    def holds_claim(self) -> bool:
+        """Still this task's to work on: not cancelled, and not taken over by a later claim."""
+        return type(self).objects.filter(pk=self.pk, status=JobStatus.RUNNING, claim_token=self.claim_token).exists()
 
     def release(self) -> None:
         type(self).objects.filter(pk=self.pk).update(claimed_by="")
@@ -275,17 +311,19 @@ class Run(models.Model):
 
     def finish(self, *, error: str = "") -> None:
         status = JobStatus.FAILED if error else JobStatus.DONE
-        type(self).objects.filter(pk=self.pk, status=JobStatus.RUNNING).update(
+        type(self).objects.filter(pk=self.pk, status=JobStatus.RUNNING, claim_token=self.claim_token).update(
             status=status, error=error, claimed_by="", finished_at=timezone.now(), updated_at=timezone.now()
         )
         self.refresh_from_db()
 
     def items_per_second(self) -> float | None:
-        if not self.started_at or not self.processed:
+        """Since the latest claim, so a run resumed hours later is not measured over the pause."""
+        start, before = (self.resumed_at, self.processed_before) if self.resumed_at else (self.started_at, 0)
+        if not start or self.processed <= before:
             return None
         end = self.finished_at or timezone.now()
-        seconds = (end - self.started_at).total_seconds()
-        return self.processed / seconds if seconds > 0 else None
+        seconds = (end - start).total_seconds()
+        return (self.processed - before) / seconds if seconds > 0 else None
 
     def seconds_left(self) -> float | None:
         rate = self.items_per_second()
@@ -312,6 +350,10 @@ class InferenceRun(Run):
     @property
     def resumable(self) -> bool:
         return self.source == self.Source.WORKER
+
+    @property
+    def model_endpoint(self) -> ModelEndpoint:
+        return self.endpoint
 
     def questions(self):
         from annotation.models import Question
@@ -393,6 +435,8 @@ class CriticRun(Run):
     def label(self) -> str:
         return self.name or (self.critic.name if self.critic_id else f"critic run {self.pk}")
 
+    PROCESSED_FIELDS = ("done", "unparsed", "failed")
+
     @property
     def processed(self) -> int:
         return self.done + self.unparsed + self.failed
@@ -404,6 +448,10 @@ class CriticRun(Run):
     @property
     def resumable(self) -> bool:
         return self.critic_id is not None
+
+    @property
+    def model_endpoint(self) -> ModelEndpoint | None:
+        return self.critic
 
     def responses(self):
         return Response.objects.filter(run__in=self.inference_runs.all(), error="")
@@ -475,6 +523,10 @@ class RewriteRun(Run):
     @property
     def resumable(self) -> bool:
         return True
+
+    @property
+    def model_endpoint(self) -> ModelEndpoint:
+        return self.endpoint
 
     def seeds(self):
         from annotation.models import Question

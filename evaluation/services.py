@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -157,23 +158,33 @@ class _ShuttingDown(Exception):
     pass
 
 
+class _NotOurs(Exception):
+    """The run was cancelled, or a later claim took it over, while this task was in a batch."""
+
+
 def run_work_through(run: Run, *, pending: Callable[[], Iterable], batch_size: int,
                      handle_batch: Callable[[list], None], refresh_counts: Callable[[], None]) -> None:
     """Claim the run, then take batches of what is still missing until nothing is.
 
     Restart-safe by construction: ``pending`` is recomputed from the database each time, and every
     row a batch writes is unique per item, so a re-delivered task or a second worker after a crash
-    only ever does what is missing. Cancel is a status checked between batches.
+    only ever does what is missing. Cancel is a status checked between batches and, for answers
+    that stream in (``generate_in_chunks(keep_going=...)``), between chunks of a batch; a task
+    whose claim was taken over by a later one (a resume, a re-delivery) stops the same way.
     """
     from .signals import WORKER_NAME, shutting_down
 
     if not run.claim(WORKER_NAME):
         log.info("%s is not ours to work on (status %s, held by %s)", run, run.status, run.claimed_by or "nobody")
         return
+    if changes := run.endpoint_changes():
+        run.finish(error=f"The endpoint changed since this run started ({'; '.join(changes)}). "
+                         "Start a new run to use its new settings.")
+        return
     try:
         while True:
-            if run.is_cancelled():
-                log.info("%s cancelled", run)
+            if not run.holds_claim():
+                log.info("%s cancelled or taken over", run)
                 return
             if shutting_down.is_set():
                 raise _ShuttingDown
@@ -184,11 +195,15 @@ def run_work_through(run: Run, *, pending: Callable[[], Iterable], batch_size: i
             refresh_counts()
         refresh_counts()
         run.finish()
+    except _NotOurs:
+        log.info("%s cancelled or taken over during a batch", run)
+        refresh_counts()
     except (_ShuttingDown, SoftTimeLimitExceeded):
         # Hand the run back: the next worker resumes where this one stopped.
-        type(run).objects.filter(pk=run.pk, status=Run.Status.RUNNING).update(status=Run.Status.QUEUED, claimed_by="")
-        with transaction.atomic():
-            run_enqueue(run)
+        if type(run).objects.filter(pk=run.pk, status=Run.Status.RUNNING, claim_token=run.claim_token).update(
+                status=Run.Status.QUEUED, claimed_by=""):
+            with transaction.atomic():
+                run_enqueue(run)
     except Exception as exc:
         log.exception("%s failed", run)
         refresh_counts()
@@ -196,20 +211,33 @@ def run_work_through(run: Run, *, pending: Callable[[], Iterable], batch_size: i
 
 
 def generate_in_chunks(backend, conversations: list[list[Message]], *, score_probs: bool = False,
-                       flush_every: int = 64, flush_seconds: float = 1.0) -> Iterable[list[tuple[int, object]]]:
+                       flush_every: int = 64, flush_seconds: float = 1.0, keep_going: Callable[[], bool] | None = None,
+                       check_seconds: float = 0.25) -> Iterable[list[tuple[int, object]]]:
     """Results in chunks of (index, result) as they finish, for backends that can stream them
-    (HTTP); others give one chunk at the end of their batched generate()."""
+    (HTTP); others give one chunk at the end of their batched generate().
+
+    ``keep_going`` is asked at most every ``check_seconds`` as answers arrive; when it says no, what
+    has arrived is still handed over, the requests queued or in flight are dropped, and ``_NotOurs``
+    is raised.
+    """
     stream = getattr(backend, "generate_iter", None)
     if stream is None:
         yield list(enumerate(backend.generate(conversations, score_probs=score_probs)))
         return
     chunk: list[tuple[int, object]] = []
-    last = time.monotonic()
-    for item in stream(conversations, score_probs=score_probs):
-        chunk.append(item)
-        if len(chunk) >= flush_every or time.monotonic() - last >= flush_seconds:
-            yield chunk
-            chunk, last = [], time.monotonic()
+    last = checked = time.monotonic()
+    with contextlib.closing(stream(conversations, score_probs=score_probs)) as items:
+        for item in items:
+            chunk.append(item)
+            now = time.monotonic()
+            stop = False
+            if keep_going is not None and now - checked >= check_seconds:
+                checked, stop = now, not keep_going()
+            if stop or len(chunk) >= flush_every or now - last >= flush_seconds:
+                yield chunk
+                chunk, last = [], time.monotonic()
+            if stop:
+                raise _NotOurs
     if chunk:
         yield chunk
 
@@ -258,7 +286,11 @@ def inference_run_create(*, endpoint: ModelEndpoint, dataset: Dataset, tasks: li
 
 @transaction.atomic
 def run_resume(*, run: Run) -> bool:
-    """Put a stopped run back on the queue; it does only what is missing. Imported runs can't be."""
+    """Put a stopped run back on the queue; it does only what is missing. Imported runs can't be,
+    nor runs whose endpoint has since changed what it answers with (ValueError says what)."""
+    if changes := run.endpoint_changes():
+        raise ValueError(f"{run.model_endpoint} changed since this run started ({'; '.join(changes)}), so "
+                         "resuming would mix two models' answers in one run. Start a new run instead.")
     if not run.resumable or not run.requeue():
         return False
     run_enqueue(run)
@@ -289,7 +321,7 @@ def inference_run_work(run_id: int) -> None:
         backend = get_backend(endpoint.to_backend_config(), cache_key=endpoint.cache_key)
         conversations = [conversation_for(q, image_path=q.image.file.path) for q in questions]
         progress_due = Every(1.0)
-        for chunk in generate_in_chunks(backend, conversations):
+        for chunk in generate_in_chunks(backend, conversations, keep_going=run.holds_claim):
             # The human counts are given although the database defaults them: left to db_default,
             # bulk_create resolves a DEFAULT expression per row and field, ~10% of the worker's CPU.
             Response.objects.bulk_create(
@@ -335,15 +367,21 @@ def _question_index(dataset: Dataset) -> dict[str, Question]:
 
 @transaction.atomic
 def responses_import(*, lines: Iterable[str], endpoint: ModelEndpoint, dataset: Dataset, by=None,
-                     run: InferenceRun | None = None) -> tuple[InferenceRun, ImportReport]:
-    """Official `{"question_id", "predict"}` JSONL as an imported run; each bad line reported by number."""
+                     run: InferenceRun | None = None) -> tuple[InferenceRun | None, ImportReport]:
+    """Official `{"question_id", "predict"}` JSONL as an imported run; each bad line reported by number.
+
+    With ``run`` (an earlier import of the same endpoint and dataset) the answers are added to it, so
+    a file fixed after a partial import can be imported again: the lines already in are "unchanged".
+    When no line can be imported into a new run, nothing is stored and the run is None.
+    """
+    if endpoint.role != ModelEndpoint.Role.VLM:
+        raise ValueError(f"Endpoint {endpoint.name} is a {endpoint.role}: answers are imported for VLM endpoints.")
+    if run is not None and (run.source != InferenceRun.Source.IMPORT or run.endpoint_id != endpoint.pk
+                            or run.dataset_id != dataset.pk):
+        raise ValueError(f"Run {run.pk} is not an import of {endpoint.name} over {dataset.name}.")
     report = ImportReport()
     questions = _question_index(dataset)
-    if run is None:
-        run = InferenceRun.objects.create(endpoint=endpoint, dataset=dataset, source=InferenceRun.Source.IMPORT,
-                                          status=Run.Status.DONE, params={"imported": True}, created_by=by,
-                                          started_at=timezone.now(), finished_at=timezone.now())
-    existing = dict(Response.objects.filter(run=run).values_list("question__id", "text"))
+    existing = dict(Response.objects.filter(run=run).values_list("question__id", "text")) if run else {}
     new: dict[int, Response] = {}
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -368,7 +406,15 @@ def responses_import(*, lines: Iterable[str], endpoint: ModelEndpoint, dataset: 
             else:
                 report.failed.append((number, f"question_id {record['question_id']} already has a different answer"))
             continue
-        new[question.id] = Response(run=run, question=question, text=record["predict"])
+        new[question.id] = Response(question=question, text=record["predict"])
+    if run is None:
+        if not new:
+            return None, report
+        run = InferenceRun.objects.create(endpoint=endpoint, dataset=dataset, source=InferenceRun.Source.IMPORT,
+                                          status=Run.Status.DONE, params={"imported": True}, created_by=by,
+                                          started_at=timezone.now(), finished_at=timezone.now())
+    for response in new.values():
+        response.run = run
     Response.objects.bulk_create(new.values(), batch_size=1000)
     report.imported = len(new)
     _refresh_inference_counts(run)
@@ -511,7 +557,7 @@ def critic_run_work(run_id: int) -> None:
             last_attempt = attempt == run.max_retries + 1
             conversations = [_critic_conversation(prompts[r.pk], r, send_image=critic.send_image) for r in todo]
             again: list[Response] = []
-            for chunk in generate_in_chunks(backend, conversations, score_probs=True):
+            for chunk in generate_in_chunks(backend, conversations, score_probs=True, keep_going=run.holds_claim):
                 rows = []
                 for i, result in chunk:
                     row = critic_score_build(run=run, response=todo[i], prompt=prompts[todo[i].pk], result=result,

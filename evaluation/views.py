@@ -200,7 +200,9 @@ def run_export(request: HttpRequest, pk: int) -> HttpResponse:
 def _uploaded_lines(form) -> list[str] | None:
     """The uploaded file's lines, or None with an error on the form when it is not UTF-8 text."""
     try:
-        return form.cleaned_data["file"].read().decode("utf-8-sig").splitlines()
+        # Only "\n" ends a line in JSONL: str.splitlines() would also split inside an answer at
+        # U+2028, U+0085 and friends, which json.dumps(ensure_ascii=False) writes raw.
+        return form.cleaned_data["file"].read().decode("utf-8-sig").split("\n")
     except UnicodeDecodeError:
         form.add_error("file", "The file is not UTF-8 text.")
         return None
@@ -213,12 +215,20 @@ def responses_import(request: HttpRequest) -> HttpResponse:
     report = None
     if request.method == "POST" and form.is_valid() and (lines := _uploaded_lines(form)) is not None:
         data = form.cleaned_data
-        run, report = services.responses_import(lines=lines, endpoint=data["endpoint"], dataset=data["dataset"],
-                                                by=request.user)
-        if report.imported or report.unchanged:
-            messages.success(request, f"Run {run.pk}: {report.summary()}")
-        if not report.failed:
-            return redirect("evaluation:run", pk=run.pk)
+        try:
+            run, report = services.responses_import(lines=lines, endpoint=data["endpoint"], dataset=data["dataset"],
+                                                    run=data["run"], by=request.user)
+        except ValueError as exc:
+            form.add_error(None, str(exc))
+        else:
+            if run is None:
+                form.add_error("file", "Nothing imported: no line could be read (the lines are listed below).")
+            else:
+                messages.success(request, f"Run {run.pk}: {report.summary()}")
+                if not report.failed:
+                    return redirect("evaluation:run", pk=run.pk)
+                # Upload the fixed file here again: it is added to this run.
+                form = ResponsesImportForm(initial={"endpoint": run.endpoint_id, "dataset": run.dataset_id, "run": run.pk})
     return TemplateResponse(request, "evaluation/responses_import.html", {"form": form, "report": report},
                             status=400 if form.errors else 200)
 
@@ -443,8 +453,11 @@ def run_cancel(request: HttpRequest, pk: int, kind: str) -> HttpResponse:
 @login_required
 def run_resume(request: HttpRequest, pk: int, kind: str) -> HttpResponse:
     run, template, _ = _run_for_action(request, pk, kind)
-    if not services.run_resume(run=run):
-        messages.info(request, "Only a stopped run that was generated here can be resumed.")
+    try:
+        if not services.run_resume(run=run):
+            messages.info(request, "Only a stopped run that was generated here can be resumed.")
+    except ValueError as exc:
+        messages.error(request, str(exc))
     return _after_run_action(request, run, template)
 
 

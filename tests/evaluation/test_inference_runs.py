@@ -2,6 +2,7 @@
 
 import io
 import json
+import time
 
 import pytest
 from django.core.management import call_command
@@ -130,3 +131,42 @@ def test_it_tests_an_endpoint_on_a_worker(celery_worker, chat_server):
     check = wait_for(lambda: EndpointCheck.objects.exclude(status="queued").filter(pk=check.pk).first(), timeout=30,
                      what="the failing endpoint check")
     assert check.status == "failed" and check.error
+
+
+def test_cancel_stops_the_requests_of_the_batch_in_progress(celery_worker, chat_server):
+    dataset = make_dataset()
+    make_questions(dataset, 64)
+    chat_server.latency_s = 0.2
+    endpoint = make_endpoint(base_url=chat_server.base_url, concurrency=2)  # one batch of 32: 3.2 s of requests
+    run = services.inference_run_create(endpoint=endpoint, dataset=dataset)
+    wait_for(lambda: chat_server.requests_received >= 4, timeout=30, what="the first requests")
+    assert run.cancel()
+    at_cancel = chat_server.requests_received
+    time.sleep(1.5)
+    settled = chat_server.requests_received
+    time.sleep(1.0)
+    # Within about a check interval (0.25 s) plus the two requests in flight, not the rest of the batch.
+    assert chat_server.requests_received == settled <= at_cancel + 6
+    # Every answer that came back was kept; resume does only the rest.
+    kept = Response.objects.filter(run=run).count()
+    assert kept >= at_cancel - 2
+    chat_server.latency_s = 0
+    assert services.run_resume(run=run)
+    run = finished(run)
+    assert (run.status, run.done, Response.objects.filter(run=run).count()) == ("done", 64, 64)
+    assert chat_server.requests_received <= 64 + 4  # the few in flight at the stop are asked again
+
+
+def test_resume_right_after_cancel_leaves_one_task_answering(celery_worker, chat_server):
+    dataset = make_dataset()
+    make_questions(dataset, 39)
+    chat_server.latency_s = 0.1
+    endpoint = make_endpoint(base_url=chat_server.base_url, concurrency=2)
+    run = services.inference_run_create(endpoint=endpoint, dataset=dataset)
+    wait_for(lambda: Response.objects.filter(run=run).exists(), timeout=30, what="the first answers")
+    assert run.cancel()
+    assert services.run_resume(run=run)  # the cancelled task may still be in its batch
+    run = finished(run)
+    assert (run.status, run.done, Response.objects.filter(run=run).count()) == ("done", 39, 39)
+    # Two tasks answering the same questions side by side would send ~2x39 requests (and pay twice).
+    assert chat_server.requests_received <= 39 + 8

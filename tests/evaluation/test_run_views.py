@@ -159,3 +159,40 @@ def test_it_exports_and_imports_official_jsonl(client, run, researcher):
     assert "nope-1 is not in dataset" in html and "invalid JSON" in html
     imported = InferenceRun.objects.get(source="import")
     assert Response.objects.get(run=imported).text == "<script>alert(1)</script>\n第二行"
+
+
+def _import(client, of, text: str, **extra):
+    upload = SimpleUploadedFile("answers.jsonl", text.encode())
+    return client.post(reverse("evaluation:responses_import"),
+                       {"endpoint": of.endpoint_id, "dataset": of.dataset_id, "file": upload, **extra})
+
+
+def test_a_fixed_file_goes_into_the_run_of_the_partial_import(client, run, researcher):
+    client.force_login(researcher)
+    good = '{"question_id": "00000000-0", "predict": "甲"}\n'
+    page = _import(client, run, good + '{"question_id": "00020000-0", "predict": 3}\n').content.decode()
+    imported = InferenceRun.objects.get(source="import")
+    assert "imported=1 unchanged=0 failed=1" in page and 'data-testid="add-to-run"' in page
+    assert f'name="run" value="{imported.pk}"' in page
+    page = _import(client, run, good + '{"question_id": "00020000-0", "predict": "乙"}\n', run=imported.pk)
+    assert page.status_code == 302 and page.url == reverse("evaluation:run", args=[imported.pk])
+    assert InferenceRun.objects.filter(source="import").count() == 1
+    assert sorted(Response.objects.filter(run=imported).values_list("text", flat=True)) == ["乙", "甲"]
+
+
+def test_an_upload_with_nothing_to_import_stores_no_run(client, run, researcher):
+    client.force_login(researcher)
+    for text, error in (("", "所提交的是空文件。"),  # Django's own message, in the site language ("\n\n", "Nothing imported"),
+                        ('not json\n{"question_id": "nope-1", "predict": "x"}\n', "Nothing imported")):
+        page = _import(client, run, text)
+        assert page.status_code == 400 and error in page.content.decode()
+    assert not InferenceRun.objects.filter(source="import").exists()
+
+
+def test_answers_with_unicode_line_separators_survive_export_and_import(client, run, researcher):
+    client.force_login(researcher)
+    text = "第一行\u2028第二行\u0085第三行\u2029完"
+    line = json.dumps({"question_id": "00000000-0", "predict": text}, ensure_ascii=False)
+    page = _import(client, run, line + "\r\n")
+    assert page.status_code == 302
+    assert Response.objects.get(run__source="import").text == text

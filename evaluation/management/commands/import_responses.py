@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from annotation.models import Dataset
 from evaluation import services
-from evaluation.models import ModelEndpoint
+from evaluation.models import InferenceRun, ModelEndpoint
 
 
 class Command(BaseCommand):
@@ -14,20 +14,32 @@ class Command(BaseCommand):
         parser.add_argument("file")
         parser.add_argument("--endpoint", required=True)
         parser.add_argument("--dataset", required=True)
+        parser.add_argument("--run", type=int, help="Add to this earlier import (after fixing its failed lines).")
 
     def handle(self, *args, **o) -> None:
         endpoint = ModelEndpoint.objects.filter(name=o["endpoint"]).first()
+        if endpoint is None:
+            raise CommandError(f"Unknown endpoint {o['endpoint']!r} (add_endpoint creates one).")
         dataset = Dataset.objects.filter(name=o["dataset"]).first()
-        if endpoint is None or dataset is None:
-            raise CommandError(f"Unknown {'endpoint' if endpoint is None else 'dataset'}.")
+        if dataset is None:
+            raise CommandError(f"Unknown dataset {o['dataset']!r}.")
+        run = None
+        if o["run"] is not None and (run := InferenceRun.objects.filter(pk=o["run"]).first()) is None:
+            raise CommandError(f"Unknown run {o['run']}.")
         try:
             with open(o["file"], encoding="utf-8-sig") as handle:
-                run, report = services.responses_import(lines=handle, endpoint=endpoint, dataset=dataset)
+                run, report = services.responses_import(lines=handle, endpoint=endpoint, dataset=dataset, run=run)
         except (OSError, UnicodeDecodeError) as exc:
             raise CommandError(f"Can't read {o['file']}: {exc}") from None
-        self.stdout.write(f"run_id={run.pk}")
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
         for number, reason in report.failed:
             self.stderr.write(f"line {number}: {reason}")
+        if run is None:
+            raise CommandError(f"Nothing imported ({report.summary()}): no run was created.")
+        self.stdout.write(f"run_id={run.pk}")
         self.stdout.write(report.summary())
         if report.failed:
+            self.stderr.write(f"Fix the lines above and import the file again with --run {run.pk}: "
+                              "the answers already in are kept (counted as unchanged).")
             sys.exit(1)
