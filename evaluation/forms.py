@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
 from django import forms
@@ -8,6 +9,10 @@ from annotation.models import Dataset
 from annotation.tasks_catalog import Task
 
 from .models import ModelEndpoint
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16"}
+DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
 class EndpointForm(forms.ModelForm):
@@ -18,8 +23,33 @@ class EndpointForm(forms.ModelForm):
                   "send_image", "timeout_s", "max_retries"]
         widgets = {"base_url": forms.TextInput(attrs={"placeholder": "http://gpu-host:8000/v1"})}
 
+    def clean_dtype(self) -> str:
+        dtype = self.cleaned_data["dtype"].strip().lower()
+        dtype = DTYPE_ALIASES.get(dtype, dtype)
+        if dtype not in DTYPES:
+            raise forms.ValidationError(f"Use one of {', '.join(DTYPES)}.")
+        return dtype
+
+    def clean_device(self) -> str:
+        device = self.cleaned_data["device"].strip().lower()
+        if not DEVICE.fullmatch(device):
+            raise forms.ValidationError("Use auto, cpu, cuda, cuda:N (a GPU index) or mps.")
+        return device
+
+    def clean_role(self) -> str:
+        role = self.cleaned_data["role"]
+        endpoint = self.instance
+        if endpoint.pk and role != endpoint.role and (endpoint.inference_runs.exists() or endpoint.critic_runs.exists()
+                                                      or endpoint.rewrite_runs.exists()):
+            raise forms.ValidationError(f"{endpoint.name} already has runs as a {endpoint.role}: "
+                                        "add a new endpoint for the other role.")
+        return role
+
     def clean(self) -> dict:
         data = super().clean()
+        for name in ("max_new_tokens", "batch_size", "concurrency"):
+            if data.get(name) is not None and data[name] < 1:
+                self.add_error(name, "Must be at least 1.")
         backend = data.get("backend")
         if backend == ModelEndpoint.Backend.TRANSFORMERS and not data.get("model_path"):
             self.add_error("model_path", "A transformers endpoint needs the local directory of its weights.")
@@ -44,17 +74,20 @@ class EndpointForm(forms.ModelForm):
 
 
 def parse_variants(text: str) -> list[int]:
-    """'0' or '0,1,2' or '1-5' -> sorted variant indexes."""
+    """'0' or '0,1,2' or '1-5' -> sorted variant indexes; ValueError says what is wrong."""
     variants: set[int] = set()
     for part in (text or "").replace("，", ",").split(","):
         part = part.strip()
         if not part:
             continue
-        if "-" in part:
-            low, high = part.split("-", 1)
-            variants.update(range(int(low), int(high) + 1))
-        else:
-            variants.add(int(part))
+        low, _, high = part.partition("-")
+        if not low.strip().isascii() or not low.strip().isdigit() or (high and not (
+                high.strip().isascii() and high.strip().isdigit())):
+            raise ValueError(f"Variants: {part!r} is not a number or a range; use e.g. 0 or 0,1,2 or 1-5.")
+        first, last = int(low), int(high) if high else int(low)
+        if last < first:
+            raise ValueError(f"Variants: the range {part!r} runs backwards; write {last}-{first}.")
+        variants.update(range(first, last + 1))
     return sorted(variants)
 
 
@@ -68,8 +101,8 @@ class InferenceRunForm(forms.Form):
     def clean_variants(self) -> list[int]:
         try:
             return parse_variants(self.cleaned_data["variants"])
-        except ValueError:
-            raise forms.ValidationError("Use numbers, commas and ranges, e.g. 0 or 0,1,2 or 1-5.") from None
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
 
 
 class ResponsesImportForm(forms.Form):

@@ -251,6 +251,10 @@ class Run(models.Model):
         """Items a "retry" would redo."""
         return self.failed
 
+    def every_request_failed(self) -> bool:
+        """Nothing came back at all (a dead endpoint, a wrong model name): the run fails, not "done"."""
+        return 0 < self.failed == self.processed
+
     @property
     def remaining(self) -> int:
         return max(self.total - self.processed, 0)
@@ -527,6 +531,9 @@ class RewriteRun(Run):
     @property
     def model_endpoint(self) -> ModelEndpoint:
         return self.endpoint
+
+    def every_request_failed(self) -> bool:
+        return False  # `failed` here also counts replies that held no usable list
 
     def seeds(self):
         from annotation.models import Question

@@ -18,7 +18,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from annotation.models import Dataset, Question
-from annotation.tasks_catalog import DIALOGUE_TASKS
+from annotation.tasks_catalog import DIALOGUE_TASKS, TASKS
 
 from .backends.base import Message
 from .models import (
@@ -194,7 +194,13 @@ def run_work_through(run: Run, *, pending: Callable[[], Iterable], batch_size: i
             handle_batch(batch)
             refresh_counts()
         refresh_counts()
-        run.finish()
+        run.refresh_from_db()
+        if run.every_request_failed():
+            # A dead endpoint or a wrong model name: say so rather than "done" with nothing done.
+            run.finish(error="Every request failed (each item's error is listed with it). Fix the endpoint, "
+                             "then retry the failed items.")
+        else:
+            run.finish()
     except _NotOurs:
         log.info("%s cancelled or taken over during a batch", run)
         refresh_counts()
@@ -274,12 +280,18 @@ def conversation_for(question: Question, *, image_path: str | None) -> list[Mess
 @transaction.atomic
 def inference_run_create(*, endpoint: ModelEndpoint, dataset: Dataset, tasks: list[str] | None = None,
                          variants: list[int] | None = None, by=None) -> InferenceRun:
+    """A run over the dataset's accepted questions (only ``tasks`` and ``variants`` when given); a
+    ValueError, and no run, for an unknown task or a selection with no questions."""
     if endpoint.role != ModelEndpoint.Role.VLM:
         raise ValueError(f"Endpoint {endpoint.name} is a {endpoint.role}, not a VLM.")
-    run = InferenceRun.objects.create(endpoint=endpoint, dataset=dataset, tasks=tasks or [], variants=variants or [],
-                                      params=endpoint.generation_params(), created_by=by)
+    if unknown := sorted(set(tasks or []) - set(TASKS)):
+        raise ValueError(f"Unknown task {', '.join(unknown)}; the tasks are {', '.join(TASKS)}.")
+    run = InferenceRun(endpoint=endpoint, dataset=dataset, tasks=tasks or [], variants=variants or [],
+                       params=endpoint.generation_params(), created_by=by)
     run.total = run.questions().count()
-    run.save(update_fields=["total"])
+    if not run.total:
+        raise ValueError(f"No accepted questions in {dataset.name} match these tasks and variants: nothing to run.")
+    run.save()
     run_enqueue(run)
     return run
 

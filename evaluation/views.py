@@ -152,11 +152,12 @@ def run_create(request: HttpRequest) -> HttpResponse:
     form = InferenceRunForm(request.POST or None, initial={"endpoint": request.GET.get("endpoint")})
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
-        run = services.inference_run_create(endpoint=data["endpoint"], dataset=data["dataset"], tasks=data["tasks"],
-                                            variants=data["variants"], by=request.user)
-        if run.total == 0:
-            messages.warning(request, "No accepted questions match these filters: the run has nothing to do.")
-        return redirect("evaluation:run", pk=run.pk)
+        try:
+            run = services.inference_run_create(endpoint=data["endpoint"], dataset=data["dataset"],
+                                                tasks=data["tasks"], variants=data["variants"], by=request.user)
+            return redirect("evaluation:run", pk=run.pk)
+        except ValueError as exc:
+            form.add_error(None, str(exc))
     return TemplateResponse(request, "evaluation/run_new.html", {"form": form}, status=400 if form.errors else 200)
 
 

@@ -100,8 +100,10 @@ def test_it_fails_the_run_with_a_clear_error_when_the_server_is_dead(celery_work
     make_questions(dataset, 3)
     endpoint = make_endpoint(base_url="http://127.0.0.1:9/v1", max_retries=1, timeout_s=2)
     run = finished(services.inference_run_create(endpoint=endpoint, dataset=dataset))
-    # A dead endpoint is a per-item error after retries: nothing is silently missing.
+    # A dead endpoint is a per-item error after retries: nothing is silently missing, and the run
+    # says it failed rather than "done".
     assert run.done + run.failed == 3 and run.failed == 3
+    assert run.status == "failed" and "Every request failed" in run.error
     assert all(r.error for r in Response.objects.filter(run=run))
 
 

@@ -93,9 +93,14 @@ def test_it_starts_a_run_after_commit(client, researcher, django_capture_on_comm
 
 def test_it_refuses_bad_variant_filters(client, researcher):
     client.force_login(researcher)
-    response = client.post(reverse("evaluation:run_create"), {"endpoint": make_endpoint().pk,
-                                                              "dataset": make_dataset().pk, "variants": "a-b"})
-    assert response.status_code == 400 and "Use numbers" in response.content.decode()
+    endpoint, dataset = make_endpoint(), make_dataset()
+    make_question(dataset=dataset, group="00000000")
+    for variants, error in (("a-b", "is not a number or a range"), ("5-1", "runs backwards; write 1-5"),
+                            ("-1", "is not a number or a range"), ("7", "No accepted questions in")):
+        response = client.post(reverse("evaluation:run_create"), {"endpoint": endpoint.pk, "dataset": dataset.pk,
+                                                                  "variants": variants})
+        assert response.status_code == 400 and error in response.content.decode(), variants
+    assert not InferenceRun.objects.exists()
 
 
 def test_it_shows_answers_escaped_with_whitespace_kept(client, run, researcher, django_assert_max_num_queries):

@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from evaluation import services
+from evaluation.management.files import write_whole
 from evaluation.models import CriticRun
 
 
@@ -15,6 +16,5 @@ class Command(BaseCommand):
         run = CriticRun.objects.filter(pk=o["critic_run"]).first()
         if run is None:
             raise CommandError(f"No critic run {o['critic_run']}.")
-        with open(o["out"], "w", encoding="utf-8") as out:
-            count = services.critiques_export(run=run, out=out)
+        count = write_whole(o["out"], lambda out: services.critiques_export(run=run, out=out))
         self.stdout.write(f"exported={count} -> {o['out']}")

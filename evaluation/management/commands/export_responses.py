@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from evaluation import services
+from evaluation.management.files import write_whole
 from evaluation.models import InferenceRun
 
 
@@ -15,6 +16,5 @@ class Command(BaseCommand):
         run = InferenceRun.objects.filter(pk=o["run"]).first()
         if run is None:
             raise CommandError(f"No inference run {o['run']}.")
-        with open(o["out"], "w", encoding="utf-8") as out:
-            count = services.responses_export(run=run, out=out)
+        count = write_whole(o["out"], lambda out: services.responses_export(run=run, out=out))
         self.stdout.write(f"exported={count} (failed answers are left out) -> {o['out']}")

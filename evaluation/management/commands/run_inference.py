@@ -27,12 +27,14 @@ class Command(BaseCommand):
             raise CommandError(f"No dataset named {o['dataset']!r}.")
         tasks = [t.strip() for t in o["tasks"].split(",") if t.strip()]
         try:
-            run = services.inference_run_create(endpoint=endpoint, dataset=dataset, tasks=tasks,
-                                                variants=parse_variants(o["variants"]))
+            variants = parse_variants(o["variants"])
+            run = services.inference_run_create(endpoint=endpoint, dataset=dataset, tasks=tasks, variants=variants)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"run_id={run.pk}")
         self.stdout.flush()
         if not o["wait"]:
             return
-        wait_and_report(self, run, timeout=o["timeout"], summary=lambda r: f"done={r.done} failed={r.failed}")
+        wait_and_report(self, run, timeout=o["timeout"], summary=lambda r: f"done={r.done} failed={r.failed}",
+                        problems=lambda r: [p for p in (r.error, r.failed and f"{r.failed} items failed: "
+                                                        "their errors are on the run page, which can retry them") if p])
