@@ -4,7 +4,9 @@ human scores with their revision history."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from django.conf import settings
@@ -277,8 +279,9 @@ class Question(models.Model):
     def is_dialogue(self) -> bool:
         return self.task in DIALOGUE_TASKS
 
-    @property
+    @cached_property
     def seed(self) -> Question:
+        """Variant 0 of the group, which keeps the reference answer and the dialogue history."""
         if self.is_seed:
             return self
         return Question.objects.get(dataset_id=self.dataset_id, group=self.group, variant=0)
@@ -286,6 +289,28 @@ class Question(models.Model):
     @property
     def reference_answer(self) -> str:
         return self.reference if self.is_seed else self.seed.reference
+
+    @classmethod
+    def attach_seeds(cls, questions: Iterable[Question]) -> None:
+        """Load the seeds of these rewrites in one query, so their reference answer and dialogue
+        history cost nothing more per question."""
+        rewrites = [q for q in questions if not q.is_seed and "seed" not in q.__dict__]
+        if not rewrites:
+            return
+        seeds = cls.objects.filter(dataset_id__in={q.dataset_id for q in rewrites},
+                                   group__in={q.group for q in rewrites}, variant=0)
+        by_group = {(seed.dataset_id, seed.group): seed for seed in seeds}
+        for question in rewrites:
+            if (seed := by_group.get((question.dataset_id, question.group))) is not None:
+                question.seed = seed
+
+    @property
+    def group_has_seed(self) -> bool:
+        """A rewrite (accepted or proposed) belongs to a stored seed and takes its history from it."""
+        if self.variant == 0 or not self.group or not self.dataset_id:
+            return False
+        return Question.objects.filter(dataset_id=self.dataset_id, group=self.group, variant=0).exclude(
+            pk=self.pk).exists()
 
     @property
     def dialogue_history(self) -> list:
@@ -307,7 +332,7 @@ class Question(models.Model):
             for turn in history
         ):
             errors["history"] = "Each dialogue round needs a non-empty user turn and a non-empty assistant turn."
-        elif self.task in DIALOGUE_TASKS and not history:
+        elif self.task in DIALOGUE_TASKS and not history and self.variant in (0, None) and not self.group_has_seed:
             errors["history"] = "Dialogue tasks need at least one earlier round of user and assistant turns."
         elif self.task and self.task not in DIALOGUE_TASKS and history:
             errors["history"] = "Only the dialogue tasks (Coherence, Incoherence) have a dialogue history."

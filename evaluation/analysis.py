@@ -671,15 +671,16 @@ def training_set_lines(*, template: PromptTemplate, dataset: Dataset | None = No
     if annotator_ids:
         scores = scores.filter(annotator_id__in=annotator_ids)
     # Rewrites keep their reference on the seed: one query for all seeds instead of one per line.
-    references: dict[tuple[int, str], str] = {}
+    seeds: dict[tuple[int, str], tuple[str, list]] = {}  # (dataset, group) -> (reference, history)
     for score in scores.iterator(chunk_size=1000):
         question = score.response.question
         key = (question.dataset_id, question.group)
-        if key not in references:
-            references[key] = question.reference if question.is_seed else question.reference_answer
-        # Same call as services.critic_prompt, with the seed's reference looked up once per group.
-        prompt = render_critic_prompt(template.body, task=question.task, history=question.history,
-                                      question=question.text, reference=references[key],
+        if key not in seeds:
+            seeds[key] = (question.reference_answer, question.dialogue_history)
+        reference, history = seeds[key] if not question.history else (seeds[key][0], question.history)
+        # Same call as services.critic_prompt, with the seed looked up once per group.
+        prompt = render_critic_prompt(template.body, task=question.task, history=history,
+                                      question=question.text, reference=reference,
                                       answer=score.response.text, task_rules=template.task_rules)
         target = json.dumps({"Rating": score.score, "Reason": score.rationale}, ensure_ascii=False)
         yield json.dumps({

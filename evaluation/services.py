@@ -270,7 +270,7 @@ def conversation_for(question: Question, *, image_path: str | None) -> list[Mess
     """Dialogue history as earlier turns, the image in the first user turn, the question last."""
     images = (image_path,) if image_path else ()
     messages: list[Message] = []
-    for turn in question.history or []:
+    for turn in question.dialogue_history or []:
         messages.append(Message("user", turn["user"], images if not messages else ()))
         messages.append(Message("assistant", turn["assistant"]))
     messages.append(Message("user", question.text, images if not messages else ()))
@@ -327,10 +327,12 @@ def inference_run_work(run_id: int) -> None:
 
     def pending():
         # Only what a conversation needs: the other columns cost the worker ~10% of its CPU to load.
-        return run.pending_questions().select_related("image").only("text", "history", "image__file").order_by("id")
+        return run.pending_questions().select_related("image").only(
+            "text", "history", "dataset_id", "group", "variant", "image__file").order_by("id")
 
     def handle_batch(questions: list[Question]) -> None:
         backend = get_backend(endpoint.to_backend_config(), cache_key=endpoint.cache_key)
+        Question.attach_seeds(questions)  # rewrites of dialogue questions answer after the seed's history
         conversations = [conversation_for(q, image_path=q.image.file.path) for q in questions]
         progress_due = Every(1.0)
         for chunk in generate_in_chunks(backend, conversations, keep_going=run.holds_claim):
@@ -491,7 +493,8 @@ def critic_prompt(*, template: PromptTemplate, response: Response) -> str:
     from .prompts import render_critic_prompt
 
     question = response.question
-    return render_critic_prompt(template.body, task=question.task, history=question.history, question=question.text,
+    return render_critic_prompt(template.body, task=question.task, history=question.dialogue_history,
+                                question=question.text,
                                 reference=question.reference_answer, answer=response.text,
                                 task_rules=template.task_rules)
 
@@ -559,6 +562,7 @@ def critic_run_work(run_id: int) -> None:
 
     def handle_batch(responses: list[Response]) -> None:
         backend = get_backend(critic.to_backend_config(), cache_key=critic.cache_key)
+        Question.attach_seeds([r.question for r in responses])  # the reference and history of rewrites
         prompts = {r.pk: critic_prompt(template=run.template, response=r) for r in responses}
         todo = list(responses)
         progress_due = Every(1.0)
