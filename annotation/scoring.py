@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -281,12 +282,24 @@ class ScoreInput:
     flags: list[str]
 
 
+SCORE_PATTERN = re.compile(r"[0-9]{1,2}")
+
+
+def parse_score(raw: str | None) -> int | None:
+    """A score typed or posted: 1 to 10 in ASCII digits, else None. (Not str.isdigit(): it takes
+    "²", which int() refuses, and int() takes "٣" and "７", which are no score a button sends.)"""
+    raw = (raw or "").strip()
+    if not SCORE_PATTERN.fullmatch(raw):
+        return None
+    score = int(raw)
+    return score if 1 <= score <= 10 else None
+
+
 def clean_score_input(data) -> tuple[ScoreInput | None, dict[str, str]]:
     """Validate a score form (a QueryDict); returns (input, errors by field)."""
     errors: dict[str, str] = {}
-    raw = (data.get("score") or "").strip()
-    score = int(raw) if raw.isdigit() else 0
-    if not 1 <= score <= 10:
+    score = parse_score(data.get("score")) or 0
+    if not score:
         errors["score"] = "请选择 1-10 分 Choose a score from 1 to 10."
     rationale = (data.get("rationale") or "").strip()
     if 1 <= score < settings.SCORING_RATIONALE_BELOW and not rationale:

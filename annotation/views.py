@@ -37,6 +37,12 @@ LIBRARY_PAGE_SIZE = 48
 DATASET_PAGE_SIZE = 50
 
 
+def _is_id(value: str) -> bool:
+    """A primary key from a query string or form. (Not str.isdigit() alone: it takes "²", and
+    filter(pk="²") raises.)"""
+    return value.isascii() and value.isdigit()
+
+
 # ---------------------------------------------------------------------------------------------- images
 
 @require_GET
@@ -284,7 +290,7 @@ def dataset_add(request: HttpRequest, pk: int) -> HttpResponse:
 def dataset_selection(request: HttpRequest, pk: int) -> HttpResponse:
     """The selected questions of this dataset: remove them, or copy them into another dataset."""
     dataset = get_object_or_404(Dataset, pk=pk)
-    selected = dataset.questions.filter(pk__in=[v for v in request.POST.getlist("questions") if v.isdigit()])
+    selected = dataset.questions.filter(pk__in=[v for v in request.POST.getlist("questions") if _is_id(v)])
     if not selected.exists():
         return _refused(request, dataset, "请先选择问题 Select some questions first.")
     try:
@@ -561,7 +567,7 @@ def score_mine(request: HttpRequest) -> TemplateResponse:
 def _picked_dataset(request: HttpRequest) -> Dataset | None:
     datasets = Dataset.objects.all()
     picked = request.GET.get("dataset", "")
-    return (datasets.filter(pk=picked).first() if picked.isdigit() else None) or datasets.first()
+    return (datasets.filter(pk=picked).first() if _is_id(picked) else None) or datasets.first()
 
 
 @require_GET
@@ -607,10 +613,10 @@ def adjudication_detail(request: HttpRequest, response_pk: int) -> HttpResponse:
     if request.method == "POST":
         note = request.POST.get("note", "").strip()
         raw = request.POST.get("score", "").strip()
-        score = int(raw) if raw.isdigit() else None
+        score = scoring.parse_score(raw)
         if not note:
             errors["note"] = "请写下结论 Write a resolution note."
-        if raw and (score is None or not 1 <= score <= 10):
+        if raw and score is None:
             errors["score"] = "分数 1-10 Score must be 1 to 10."
         if not errors:
             scoring.adjudication_resolve(response=response, note=note, score=score, by=request.user)
@@ -635,7 +641,7 @@ def adjudication_detail(request: HttpRequest, response_pk: int) -> HttpResponse:
 
 def _review_seed(dataset: Dataset, seed_pk: str | None) -> Question | None:
     seeds = Question.objects.filter(dataset=dataset, variant=0).select_related("image")
-    if seed_pk and seed_pk.isdigit():
+    if seed_pk and _is_id(seed_pk):
         return seeds.filter(pk=seed_pk).first()
     pending_groups = Question.objects.filter(dataset=dataset).proposed().values("group")
     return seeds.filter(group__in=pending_groups).order_by("group").first()

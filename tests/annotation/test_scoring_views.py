@@ -298,3 +298,40 @@ def test_it_keeps_researcher_pages_at_a_fixed_number_of_queries(client, research
         client.get(reverse("annotation:adjudication_queue"), {"dataset": dataset.pk})
     with django_assert_max_num_queries(11):
         client.get(reverse("annotation:adjudication_detail", args=[responses[0].pk]))
+
+
+@pytest.mark.parametrize("raw", ["²", "٣", "７", "+5", " 5 5", "5.0", "11", "0"])
+def test_it_refuses_scores_that_are_not_plain_digits_1_to_10(anna_client, dataset, raw):
+    # "²".isdigit() is True, but int("²") raises: such a score must get the form error, not a 500.
+    assignment = _reserve(anna_client, dataset)
+    url = reverse("annotation:score_submit", args=[assignment.pk])
+    response = anna_client.post(url, {"score": raw, "rationale": "r"}, **HX)
+    assert response.status_code == 200 and 'data-testid="score-error"' in response.content.decode()
+    assert anna_client.post(url, {"score": raw, "rationale": "r"}).status_code == 422
+    assert not HumanScore.objects.exists()
+
+
+def test_it_refuses_an_adjudicated_score_that_is_not_plain_digits(client, researcher, dataset):
+    response = _disagreement(dataset)
+    client.force_login(researcher)
+    url = reverse("annotation:adjudication_detail", args=[response.pk])
+    for raw in ("²", "٣", "11"):
+        page = client.post(url, {"note": "n", "score": raw}, **HX)
+        assert page.status_code == 200 and "Score must be 1 to 10" in page.content.decode()
+    assert not Adjudication.objects.exists()
+    client.post(url, {"note": "n", "score": " 10 "}, **HX)
+    assert Adjudication.objects.get().score == 10
+
+
+
+def test_it_ignores_an_id_that_is_not_plain_digits(client, researcher, curator, dataset):
+    # The same trap for ids: filter(pk="²") raises, where "²".isdigit() let it through.
+    client.force_login(researcher)
+    for name in ("annotation:score_progress", "annotation:adjudication_queue"):
+        page = client.get(reverse(name), {"dataset": "²"})
+        assert page.status_code == 200 and dataset.name in page.content.decode()
+    client.force_login(curator)
+    assert client.get(reverse("annotation:rewrite_review", args=[dataset.pk]), {"seed": "²"}).status_code == 200
+    response = client.post(reverse("annotation:dataset_selection", args=[dataset.pk]),
+                           {"questions": ["²"], "action": "remove"})
+    assert response.status_code == 302 and dataset.questions.count() == 6
