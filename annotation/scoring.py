@@ -431,12 +431,21 @@ def can_edit(human_score: HumanScore) -> bool:
     return timezone.now() < human_score.created_at + window
 
 
-def score_edit(*, human_score: HumanScore, data: ScoreInput, by: User) -> HumanScoreRevision | None:
+def edit_refusal(human_score: HumanScore, *, by: User) -> str:
+    """Why this person may not change this score now, or "" when they may."""
     if human_score.annotator_id != by.pk:
-        raise ScoringError("只能修改自己的评分 You can only change your own score.")
+        return "只能修改自己的评分 You can only change your own score."
     if not can_edit(human_score):
-        raise ScoringError(f"提交 {settings.SCORING_EDIT_WINDOW_MINUTES} 分钟后不能再修改 "
-                           f"Scores can be changed for {settings.SCORING_EDIT_WINDOW_MINUTES} minutes after submitting.")
+        minutes = settings.SCORING_EDIT_WINDOW_MINUTES
+        return (f"提交 {minutes} 分钟后不能再修改，这条评分已不能更改 Scores can be changed for {minutes} minutes "
+                "after submitting; this one can no longer be changed.")
+    return ""
+
+
+def score_edit(*, human_score: HumanScore, data: ScoreInput, by: User) -> HumanScoreRevision | None:
+    refusal = edit_refusal(human_score, by=by)
+    if refusal:
+        raise ScoringError(refusal)
     return human_score.revise(score=data.score, rationale=data.rationale, flags=data.flags, by=by)
 
 

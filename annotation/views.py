@@ -516,16 +516,17 @@ def score_skip(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _done(request: HttpRequest, human_score: HumanScore, *, push: str | None = None, errors: dict | None = None,
-          saved: bool = False, fresh: bool = False, counts: dict[str, int] | None = None) -> TemplateResponse:
+          refused: str = "", saved: bool = False, fresh: bool = False, counts: dict[str, int] | None = None,
+          status: int = 200) -> TemplateResponse:
     context = {
         "state": "done", "mine": human_score, "dataset": human_score.response.question.dataset,
         "sbs": scoring.side_by_side(human_score=human_score), "order": _order(request),
         "revisions": [] if fresh else human_score.revisions.select_related("changed_by"),
         "can_edit": scoring.can_edit(human_score), "counts": counts or scoring.counts_of(human_score),
-        "flags": HumanScore.Flag.choices, "errors": errors or {}, "saved": saved,
+        "flags": HumanScore.Flag.choices, "errors": errors or {}, "refused": refused, "saved": saved,
         "edit_minutes": settings.SCORING_EDIT_WINDOW_MINUTES,
     }
-    return _workspace(request, "annotation/score_done.html", context, push=push)
+    return _workspace(request, "annotation/score_done.html", context, push=push, status=status)
 
 
 @require_GET
@@ -539,16 +540,22 @@ def score_done(request: HttpRequest, response_pk: int) -> HttpResponse:
 @role_required(ANNOTATOR)
 def score_edit(request: HttpRequest, response_pk: int) -> HttpResponse:
     human_score = _own_score(request, response_pk)
-    data, errors = scoring.clean_score_input(request.POST)
-    if not errors:
+    # Past the window the page has no edit form, so form errors would show nowhere: the refusal
+    # comes first and stands on its own.
+    refused = scoring.edit_refusal(human_score, by=request.user)
+    data, errors = ({}, {}) if refused else scoring.clean_score_input(request.POST)
+    if not refused and not errors:
         try:
             scoring.score_edit(human_score=human_score, data=data, by=request.user)
-        except scoring.ScoringError as exc:
-            errors = {"score": str(exc)}
-    if not errors and not request.htmx:
+        except scoring.ScoringError as exc:  # the window closed in between
+            refused = str(exc)
+    if not refused and not errors and not request.htmx:
         messages.success(request, "已保存修改 Change saved.")
         return redirect("annotation:score_done", response_pk)
-    return _done(request, _own_score(request, response_pk), errors=errors, saved=not errors)
+    # (htmx swaps only a 2xx answer in: the refusal comes as a 200 fragment there)
+    status = 409 if refused and not request.htmx else 200
+    return _done(request, _own_score(request, response_pk), errors=errors, refused=refused,
+                 saved=not (errors or refused), status=status)
 
 
 @require_GET

@@ -179,13 +179,24 @@ def test_it_edits_a_score_and_shows_the_history(anna_client, dataset, annotator)
     assert anna_client.get(url).status_code == 405
 
 
-def test_it_refuses_edits_after_the_window(anna_client, dataset):
+def test_it_refuses_edits_after_the_window_and_says_so(anna_client, dataset, settings):
+    settings.SCORING_EDIT_WINDOW_MINUTES = 30
     assignment = _reserve(anna_client, dataset)
     anna_client.post(reverse("annotation:score_submit", args=[assignment.pk]), {"score": "7"})
     HumanScore.objects.update(created_at=timezone.now() - timedelta(days=1))
-    html = anna_client.post(reverse("annotation:score_edit", args=[assignment.response_id]), {"score": "3", "rationale": "x"},
-                            **HX).content.decode()
-    assert "data-edit-form" not in html and HumanScore.objects.get().score == 7
+    url = reverse("annotation:score_edit", args=[assignment.response_id])
+    refusal = "Scores can be changed for 30 minutes after submitting; this one can no longer be changed."
+    response = anna_client.post(url, {"score": "3", "rationale": "x"}, **HX)
+    html = response.content.decode()
+    # htmx swaps only a 2xx answer in, so the refusal comes as a 200 fragment that says so.
+    assert response.status_code == 200 and html.lstrip().startswith('<div id="workspace"')
+    assert 'data-testid="edit-refused"' in html and refusal in html and "data-edit-form" not in html
+    response = anna_client.post(url, {"score": "3", "rationale": "x"})
+    assert response.status_code == 409 and refusal in response.content.decode()
+    assert HumanScore.objects.get().score == 7 and not HumanScoreRevision.objects.exists()
+    # Just looking, the page says the window has passed without calling it an error.
+    html = anna_client.get(reverse("annotation:score_done", args=[assignment.response_id])).content.decode()
+    assert 'data-testid="edit-closed"' in html and 'data-testid="edit-refused"' not in html
 
 
 def test_it_lists_my_scores(anna_client, dataset):
