@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import Avg, Count, Exists, F, Max, Min, OuterRef, Q, Subquery
+from django.db.models import Avg, Count, Exists, F, JSONField, Max, Min, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -127,6 +127,43 @@ def queue_sync_if_stale(dataset: Dataset, *, every_s: int = 60) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# What a question shows besides its text
+
+
+SEED_TEXTS = ("seed_reference", "seed_history")
+
+
+def with_seed_texts(queryset: QuerySet, *, question: str) -> QuerySet:
+    """The seed's reference answer and dialogue history (``seed_reference``, ``seed_history``),
+    read in the statement that loads the question (at ``question``, a path from the queryset's
+    model): a rewrite shows its seed's, and reading the seed afterwards would cost each page a
+    statement."""
+    seed = Question.objects.filter(dataset_id=OuterRef(f"{question}__dataset_id"), group=OuterRef(f"{question}__group"),
+                                   variant=0).order_by()  # (one row at most: the group's variant 0 is unique)
+    return queryset.annotate(seed_reference=Subquery(seed.values("reference")[:1]),
+                             seed_history=Subquery(seed.values("history")[:1], output_field=JSONField()))
+
+
+@dataclass(frozen=True)
+class QuestionTexts:
+    history: list
+    reference: str
+
+
+def question_texts(question: Question, *, loaded_with=None) -> QuestionTexts:
+    """The dialogue history and reference answer to show with a question. The seed keeps both and
+    its rewrites share them (as Question.dialogue_history and reference_answer say); they come from
+    ``loaded_with``, the object a with_seed_texts queryset loaded, else the seed is read now."""
+    if question.is_seed:
+        return QuestionTexts(history=question.history, reference=question.reference)
+    if loaded_with is None or not hasattr(loaded_with, "seed_history"):
+        seed = question.seed
+        return QuestionTexts(history=question.history or seed.history, reference=seed.reference)
+    return QuestionTexts(history=question.history or loaded_with.seed_history or [],
+                         reference=loaded_with.seed_reference or "")
+
+
+# ---------------------------------------------------------------------------------------------
 # Reserve, submit, skip
 
 
@@ -137,8 +174,9 @@ def _reservation_until():
 def live_assignment(*, user: User, dataset: Dataset) -> Assignment | None:
     """The annotator's unexpired reservation in this dataset, if any: "next" resumes it."""
     return (
-        Assignment.objects.active().for_annotator(user).select_related("response__question__image")
-        .filter(response__question__dataset=dataset).order_by("-reserved_until").first()
+        with_seed_texts(Assignment.objects.active(), question="response__question").for_annotator(user)
+        .select_related("response__question__image").filter(response__question__dataset=dataset)
+        .order_by("-reserved_until").first()
     )
 
 
@@ -163,7 +201,7 @@ def _live_count(now) -> Subquery:
 def _candidates(*, user: User, dataset: Dataset, order: str, now):
     n = dataset.annotators_per_response
     items = (
-        ScoringItem.objects.filter(dataset=dataset, full=False)
+        with_seed_texts(ScoringItem.objects.filter(dataset=dataset, full=False), question="response__question")
         .exclude(Exists(Assignment.objects.filter(response_id=OuterRef("pk"), annotator=user)))
         .alias(live=_live_count(now))
         .filter(live__lt=n - F("scores"))
@@ -182,9 +220,9 @@ def _candidates(*, user: User, dataset: Dataset, order: str, now):
 
 
 def _claim(*, user: User, dataset: Dataset, order: str) -> Assignment | None | bool:
-    """One attempt, in one transaction. Returns the new Assignment (with its response, question
-    and image, read with the queue row), None when the queue is empty for this annotator, or False
-    when the row we picked changed under us (try again)."""
+    """One attempt, in one transaction. Returns the new Assignment (with its response, question,
+    image and seed texts, read with the queue row), None when the queue is empty for this
+    annotator, or False when the row we picked changed under us (try again)."""
     now = timezone.now()
     with transaction.atomic():
         item = None
@@ -199,9 +237,7 @@ def _claim(*, user: User, dataset: Dataset, order: str) -> Assignment | None | b
             # every reservation and score committed before the lock: recount, reclaim and insert
             # in one round trip.
             got = _claim_locked_pg(user=user, dataset=dataset, response_id=item.pk, now=now)
-            if got:
-                got.response = item.response
-            return got
+            return _handed_over(got, item) if got else got
         # Check what we got: on SQLite this UPDATE takes the write lock. If someone submitted in
         # between, `scores` moved and we try again.
         if not ScoringItem.objects.filter(pk=item.pk, full=False, scores=item.scores).update(touched_at=now):
@@ -215,8 +251,18 @@ def _claim(*, user: User, dataset: Dataset, order: str) -> Assignment | None | b
         # Reclaim: stale reservations of this response stop being anyone's.
         Assignment.objects.filter(response_id=item.pk, status=Assignment.Status.RESERVED,
                                   reserved_until__lte=now).update(status=Assignment.Status.EXPIRED, updated_at=now)
-        return Assignment.objects.create(response=item.response, annotator=user, status=Assignment.Status.RESERVED,
-                                         reserved_until=now + timedelta(minutes=settings.SCORING_RESERVATION_MINUTES))
+        got = Assignment.objects.create(response=item.response, annotator=user, status=Assignment.Status.RESERVED,
+                                        reserved_until=now + timedelta(minutes=settings.SCORING_RESERVATION_MINUTES))
+        return _handed_over(got, item)
+
+
+def _handed_over(assignment: Assignment, item: ScoringItem) -> Assignment:
+    """The new assignment with what was read with its queue row: the response (question, image)
+    and the seed texts."""
+    assignment.response = item.response
+    for name in SEED_TEXTS:
+        setattr(assignment, name, getattr(item, name))
+    return assignment
 
 
 def _claim_locked_pg(*, user: User, dataset: Dataset, response_id: int, now) -> Assignment | bool:
@@ -261,8 +307,8 @@ def assignment_reserve_next(*, user: User, dataset: Dataset, order: str = Order.
     have one, else a new one. A dataset from datasets_for_annotator already knows the former."""
     if hasattr(dataset, "live_assignment_id"):
         current = dataset.live_assignment_id and (
-            Assignment.objects.active().select_related("response__question__image")
-            .filter(pk=dataset.live_assignment_id).first())
+            with_seed_texts(Assignment.objects.active(), question="response__question")
+            .select_related("response__question__image").filter(pk=dataset.live_assignment_id).first())
     else:
         current = live_assignment(user=user, dataset=dataset)
     if current:

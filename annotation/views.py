@@ -403,9 +403,11 @@ def score_home(request: HttpRequest) -> HttpResponse:
 
 
 def _own_assignment(request: HttpRequest, pk: int) -> Assignment:
-    """The viewer's own reservation, with their counts (``scoring.counts_of``) in the same query."""
+    """The viewer's own reservation, with their counts (``scoring.counts_of``) and the seed texts
+    (``scoring.question_texts``) in the same query."""
     return get_object_or_404(
-        Assignment.objects.select_related("response__question__image", "response__question__dataset")
+        scoring.with_seed_texts(Assignment.objects, question="response__question")
+        .select_related("response__question__image", "response__question__dataset")
         .annotate(**scoring.annotator_count_annotations(user=request.user)),
         pk=pk, annotator=request.user,
     )
@@ -455,6 +457,7 @@ def _next_item(request: HttpRequest, dataset_pk: int, *, note: str = "") -> Http
         return redirect(url)
     assignment.response.question.dataset = dataset
     context = {"state": "item", "assignment": assignment, "dataset": dataset, "order": order, "note": note,
+               "texts": scoring.question_texts(assignment.response.question, loaded_with=assignment),
                "flags": HumanScore.Flag.choices, "data": {}, "errors": {}, "chosen_flags": [], "counts": counts}
     return _workspace(request, "annotation/score_item.html", context, push=url)
 
@@ -475,6 +478,7 @@ def score_item(request: HttpRequest, pk: int) -> HttpResponse:
         return redirect("annotation:score_done", assignment.response_id)
     state = "item" if assignment.is_live else "lost"
     context = {"state": state, "assignment": assignment, "dataset": dataset, "order": _order(request),
+               "texts": scoring.question_texts(assignment.response.question, loaded_with=assignment),
                "flags": HumanScore.Flag.choices, "data": {}, "errors": {}, "counts": scoring.counts_of(assignment),
                "note": "" if state == "item" else "预留已结束 This reservation has ended."}
     return _workspace(request, "annotation/score_item.html", context)
@@ -490,7 +494,8 @@ def score_submit(request: HttpRequest, pk: int) -> HttpResponse:
             "counts": scoring.counts_of(assignment)}
     if errors:
         context = {**base, "state": "item", "data": request.POST, "errors": errors,
-                   "chosen_flags": request.POST.getlist("flags")}
+                   "chosen_flags": request.POST.getlist("flags"),
+                   "texts": scoring.question_texts(assignment.response.question, loaded_with=assignment)}
         return _workspace(request, "annotation/score_item.html", context, status=200 if request.htmx else 422)
     try:
         spent = scoring.time_spent(assignment=assignment, claimed=request.POST.get("time_spent_s"))
@@ -614,8 +619,9 @@ def adjudication_queue(request: HttpRequest) -> TemplateResponse:
 @role_required(RESEARCHER)
 def adjudication_detail(request: HttpRequest, response_pk: int) -> HttpResponse:
     """Every human score (with its edit history), every critic score, and the resolution."""
-    response = get_object_or_404(Response.objects.select_related("question__image", "question__dataset",
-                                                                 "run__endpoint"), pk=response_pk)
+    responses = scoring.with_seed_texts(Response.objects, question="question")
+    response = get_object_or_404(responses.select_related("question__image", "question__dataset", "run__endpoint"),
+                                 pk=response_pk)
     errors: dict[str, str] = {}
     if request.method == "POST":
         note = request.POST.get("note", "").strip()
@@ -632,6 +638,7 @@ def adjudication_detail(request: HttpRequest, response_pk: int) -> HttpResponse:
                 return redirect("annotation:adjudication_detail", response_pk)
     context = {
         "response": response, "question": response.question, "errors": errors, "post": request.POST,
+        "texts": scoring.question_texts(response.question, loaded_with=response),
         "human_scores": HumanScore.objects.filter(response=response).select_related("annotator")
         .prefetch_related("revisions__changed_by").order_by("created_at"),
         "critic_scores": CriticScore.objects.filter(response=response).select_related("critic_run__critic"),

@@ -6,6 +6,8 @@ import re
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -346,3 +348,45 @@ def test_it_ignores_an_id_that_is_not_plain_digits(client, researcher, curator, 
     response = client.post(reverse("annotation:dataset_selection", args=[dataset.pk]),
                            {"questions": ["²"], "action": "remove"})
     assert response.status_code == 302 and dataset.questions.count() == 6
+
+
+def _shows_the_seeds_history(html: str) -> bool:
+    return all(marker in html for marker in ("HISTORY-USER-TURN", "HISTORY-ASSISTANT-TURN", "REFERENCE-OF-THE-SEED"))
+
+
+def test_it_shows_a_rewrite_with_its_seeds_dialogue_history(anna_client, dialogue):
+    dataset, responses = dialogue
+    pages = []
+    for which in ("seed", "rewrite"):  # balanced order: the seed's response comes first
+        with CaptureQueriesContext(connection) as next_queries:
+            fragment = anna_client.post(reverse("annotation:score_next", args=[dataset.pk]), **HX).content.decode()
+        assignment = Assignment.objects.get(status="reserved")
+        assert assignment.response == responses[which]
+        assert _shows_the_seeds_history(fragment)
+        with CaptureQueriesContext(connection) as item_queries:
+            page = anna_client.get(reverse("annotation:score_item", args=[assignment.pk])).content.decode()
+        assert _shows_the_seeds_history(page)
+        pages.append((len(next_queries), len(item_queries)))
+        anna_client.post(reverse("annotation:score_submit", args=[assignment.pk]), {"score": "7"}, **HX)
+    # The seed's history and reference come with the item: a rewrite costs no query more.
+    assert pages[1] == pages[0]
+
+
+def test_it_shows_researchers_a_rewrite_with_its_seeds_dialogue_history(client, researcher, dialogue):
+    _, responses = dialogue
+    client.force_login(researcher)
+    counts = []
+    for which in ("seed", "rewrite"):
+        with CaptureQueriesContext(connection) as queries:
+            page = client.get(reverse("annotation:adjudication_detail", args=[responses[which].pk]))
+        assert page.status_code == 200 and _shows_the_seeds_history(page.content.decode())
+        counts.append(len(queries))
+    assert counts[1] == counts[0]
+
+
+def test_it_reads_the_seed_for_a_rewrite_loaded_without_its_seed_texts(dialogue, django_assert_num_queries):
+    _, responses = dialogue
+    rewrite = responses["rewrite"].question
+    with django_assert_num_queries(1):
+        texts = scoring.question_texts(rewrite)
+    assert (texts.history, texts.reference) == (responses["seed"].question.history, "REFERENCE-OF-THE-SEED")
