@@ -89,11 +89,25 @@ def queue_sync(dataset: Dataset) -> int:
     with connection.cursor() as cursor:
         cursor.execute(sql, [False, dataset.pk, dataset.pk])
         added = max(cursor.rowcount, 0)
+    _refresh_full(dataset)
+    _refresh_doubt(dataset)
+    return added
+
+
+def _refresh_full(dataset: Dataset) -> None:
     n = dataset.annotators_per_response
     ScoringItem.objects.filter(dataset=dataset, full=False, scores__gte=n).update(full=True)
     ScoringItem.objects.filter(dataset=dataset, full=True, scores__lt=n).update(full=False)
-    _refresh_doubt(dataset)
-    return added
+
+
+@transaction.atomic
+def dataset_scoring_update(*, dataset: Dataset, annotators_per_response: int, show_peer_scores: bool) -> None:
+    """Change how a dataset's responses are scored; the queue follows at once: responses that
+    now have all their scores drop out of it, and those that lack some come back."""
+    Dataset.objects.filter(pk=dataset.pk).update(annotators_per_response=annotators_per_response,
+                                                 show_peer_scores=show_peer_scores)
+    dataset.annotators_per_response, dataset.show_peer_scores = annotators_per_response, show_peer_scores
+    _refresh_full(dataset)
 
 
 def _refresh_doubt(dataset: Dataset) -> None:
@@ -575,6 +589,9 @@ def datasets_with_work(*, user: User) -> list[tuple[Dataset, int]]:
     return rows
 
 
+RECENT_EDITS = 20
+
+
 def dataset_progress(dataset: Dataset) -> dict:
     n = dataset.annotators_per_response
     by_count = dict(ScoringItem.objects.filter(dataset=dataset).values_list("scores").annotate(c=Count("pk")))
@@ -590,8 +607,12 @@ def dataset_progress(dataset: Dataset) -> dict:
     )
     live = Assignment.objects.active().filter(response__question__dataset=dataset).count()
     total = sum(by_count.values())
+    # Edits lead to their response's page (every score with its history), disagreement or not.
+    edits = (HumanScoreRevision.objects.filter(human_score__response__question__dataset=dataset)
+             .select_related("human_score__annotator", "changed_by").order_by("-changed_at", "-id")[:RECENT_EDITS])
     return {"histogram": histogram, "beyond_n": extra, "total": total, "annotators": list(annotators),
-            "live_reservations": live, "complete": sum(c for k, c in by_count.items() if k >= n)}
+            "live_reservations": live, "complete": sum(c for k, c in by_count.items() if k >= n),
+            "edits": list(edits)}
 
 
 # ---------------------------------------------------------------------------------------------

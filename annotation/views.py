@@ -25,6 +25,7 @@ from .forms import (
     ImportForm,
     LibraryFilterForm,
     QuestionForm,
+    ScoringSettingsForm,
     UploadForm,
     tag_names,
 )
@@ -249,6 +250,12 @@ def dataset_create(request: HttpRequest) -> HttpResponse:
 @role_required(CURATOR, RESEARCHER)
 def dataset_detail(request: HttpRequest, pk: int) -> TemplateResponse:
     dataset = get_object_or_404(Dataset.objects.select_related("parent"), pk=pk)
+    template = "annotation/dataset.html" + ("#questions" if request.htmx else "")
+    return TemplateResponse(request, template, _dataset_context(request, dataset))
+
+
+def _dataset_context(request: HttpRequest, dataset: Dataset, *,
+                     scoring_form: ScoringSettingsForm | None = None) -> dict:
     questions = dataset.questions.select_related("image").order_by("group", "variant", "id")
     task, text = request.GET.get("task", ""), request.GET.get("q", "").strip()
     if task:
@@ -256,12 +263,38 @@ def dataset_detail(request: HttpRequest, pk: int) -> TemplateResponse:
     if text:
         questions = questions.search(text)
     page = Paginator(questions, DATASET_PAGE_SIZE).get_page(request.GET.get("page"))
-    template = "annotation/dataset.html" + ("#questions" if request.htmx else "")
-    return TemplateResponse(request, template, {
+    return {
         "dataset": dataset, "page": page, "add_form": DatasetAddForm(), "task": task, "q": text,
         "task_choices": DatasetAddForm().fields["task"].choices,
         "targets": Dataset.objects.filter(frozen=False).exclude(pk=dataset.pk),
-    })
+        **_scoring_settings_context(dataset, scoring_form),
+    }
+
+
+def _scoring_settings_context(dataset: Dataset, form: ScoringSettingsForm | None = None, *,
+                              saved: bool = False) -> dict:
+    # The edit window and the rationale rule are the site's, not the dataset's: shown, not edited.
+    return {"dataset": dataset, "scoring_form": form or ScoringSettingsForm.of(dataset), "saved": saved,
+            "edit_minutes": settings.SCORING_EDIT_WINDOW_MINUTES, "rationale_below": settings.SCORING_RATIONALE_BELOW}
+
+
+@require_POST
+@role_required(CURATOR)
+def dataset_scoring(request: HttpRequest, pk: int) -> HttpResponse:
+    """Annotators per response and whether they see each other's scores (frozen or not)."""
+    dataset = get_object_or_404(Dataset.objects.select_related("parent"), pk=pk)
+    form = ScoringSettingsForm(request.POST)
+    saved = form.is_valid()
+    if saved:
+        scoring.dataset_scoring_update(dataset=dataset, **form.cleaned_data)
+    if request.htmx:  # the section again; with errors too, as a 200 (htmx swaps no 4xx in)
+        context = _scoring_settings_context(dataset, None if saved else form, saved=saved)
+        return TemplateResponse(request, "annotation/dataset.html#scoring_settings", context)
+    if saved:
+        messages.success(request, "已保存评分设置 Scoring settings saved.")
+        return redirect("annotation:dataset", pk=dataset.pk)
+    return TemplateResponse(request, "annotation/dataset.html", _dataset_context(request, dataset, scoring_form=form),
+                            status=400)
 
 
 def _refused(request: HttpRequest, dataset: Dataset, message: str) -> HttpResponse:

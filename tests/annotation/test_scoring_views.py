@@ -390,3 +390,34 @@ def test_it_reads_the_seed_for_a_rewrite_loaded_without_its_seed_texts(dialogue,
     with django_assert_num_queries(1):
         texts = scoring.question_texts(rewrite)
     assert (texts.history, texts.reference) == (responses["seed"].question.history, "REFERENCE-OF-THE-SEED")
+
+
+def test_the_queue_follows_a_changed_number_of_annotators_per_response(client, curator, annotator):
+    dataset, responses = make_scoring_dataset(questions=1, models=1, tasks=("Description",), name="n",
+                                              annotators_per_response=2)
+    scoring.queue_sync(dataset)
+    HumanScore.objects.create(response=responses[0], annotator=make_user(username="bob", role="annotator"), score=5)
+    scoring.ScoringItem.objects.filter(pk=responses[0].pk).update(scores=1)
+    client.force_login(curator)
+    url = reverse("annotation:dataset_scoring", args=[dataset.pk])
+    client.post(url, {"annotators_per_response": "1"})
+    assert scoring.assignment_reserve_next(user=annotator, dataset=dataset) is None  # it has its one score
+    client.post(url, {"annotators_per_response": "2"})
+    assert scoring.assignment_reserve_next(user=annotator, dataset=dataset).response_id == responses[0].pk
+
+
+def test_researchers_reach_a_responses_score_history_from_the_progress_page(client, researcher, annotator, dataset):
+    # An edited score with nobody disagreeing: no adjudication row leads to it.
+    response = dataset.questions.first().responses.first()
+    HumanScore.objects.create(response=response, annotator=annotator, score=6).revise(
+        score=7, rationale="ZZ-second-look", flags=[], by=annotator)
+    client.force_login(researcher)
+    assert 'data-testid="adjudication-row"' not in client.get(
+        reverse("annotation:adjudication_queue"), {"dataset": dataset.pk}).content.decode()
+    page = client.get(reverse("annotation:score_progress"), {"dataset": dataset.pk}).content.decode()
+    link = reverse("annotation:adjudication_detail", args=[response.pk])
+    assert f'href="{link}"' in page and page.count('data-testid="edit-row"') == 1
+    detail = client.get(link).content.decode()
+    assert "ZZ-second-look" in detail and 'data-testid="revision"' in detail
+    client.force_login(annotator)
+    assert client.get(reverse("annotation:score_progress"), {"dataset": dataset.pk}).status_code == 403
