@@ -57,10 +57,20 @@ class AssignmentAdmin(admin.ModelAdmin):
     raw_id_fields = ["response", "annotator"]
 
 
+# Scores and their history are shown here, not written: an edit in the admin would keep no
+# revision row (and a new score would bypass the queue's counts). A score changes through
+# HumanScore.revise, the annotator's edit, which keeps the old value, who and when.
+SCORE_FIELDS = ["score", "rationale", "flags"]
+
+
 class RevisionInline(admin.TabularInline):
     model = HumanScoreRevision
     extra = 0
-    readonly_fields = ["score", "rationale", "flags", "changed_by", "changed_at"]
+    can_delete = False
+    readonly_fields = [*SCORE_FIELDS, "changed_by", "changed_at"]
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(HumanScore)
@@ -68,15 +78,21 @@ class HumanScoreAdmin(admin.ModelAdmin):
     list_display = ["id", "response", "annotator", "score", "time_spent_s", "created_at", "updated_at"]
     list_filter = ["score"]
     search_fields = ["annotator__username", "rationale"]
-    raw_id_fields = ["response", "annotator"]
+    readonly_fields = ["response", "annotator", *SCORE_FIELDS, "time_spent_s", "created_at", "updated_at"]
     inlines = [RevisionInline]
+
+    def has_add_permission(self, request) -> bool:
+        return False
 
 
 @admin.register(HumanScoreRevision)
 class HumanScoreRevisionAdmin(admin.ModelAdmin):
     list_display = ["id", "human_score", "score", "changed_by", "changed_at"]
     search_fields = ["changed_by__username"]
-    raw_id_fields = ["human_score", "changed_by"]
+    readonly_fields = ["human_score", *SCORE_FIELDS, "changed_by", "changed_at"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
 
 
 @admin.register(Adjudication)

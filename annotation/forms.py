@@ -121,6 +121,25 @@ class DatasetForm(forms.ModelForm):
         widgets = {"description": forms.Textarea(attrs={"rows": 2})}
 
 
+class ScoringSettingsForm(forms.Form):
+    """How a dataset's responses are scored by people. Nothing here touches the questions, so a
+    frozen dataset (the one being scored) may change them too."""
+
+    # (at least one, or nobody scores; the top is a guard against typos, far below the column's 32767)
+    annotators_per_response = forms.IntegerField(
+        min_value=1, max_value=100, label="每条回答评分人数 Annotators per response",
+        help_text="每条回答最多这么多人评分 At most this many people score each response.",
+        error_messages={"min_value": "至少 1 人 At least one person must score each response.",
+                        "max_value": "最多 100 人 At most 100 people per response."},
+    )
+    show_peer_scores = forms.BooleanField(required=False, label="提交后显示他人评分 Show other people's scores after submitting")
+
+    @classmethod
+    def of(cls, dataset: Dataset) -> ScoringSettingsForm:
+        return cls(initial={"annotators_per_response": dataset.annotators_per_response,
+                            "show_peer_scores": dataset.show_peer_scores})
+
+
 class DatasetAddForm(forms.Form):
     """Copy questions in, by filter (a dataset, a task, a search) or by selection (question ids)."""
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import Avg, Count, Exists, F, Max, Min, OuterRef, Q, Subquery
+from django.db.models import Avg, Count, Exists, F, JSONField, Max, Min, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -88,11 +89,25 @@ def queue_sync(dataset: Dataset) -> int:
     with connection.cursor() as cursor:
         cursor.execute(sql, [False, dataset.pk, dataset.pk])
         added = max(cursor.rowcount, 0)
+    _refresh_full(dataset)
+    _refresh_doubt(dataset)
+    return added
+
+
+def _refresh_full(dataset: Dataset) -> None:
     n = dataset.annotators_per_response
     ScoringItem.objects.filter(dataset=dataset, full=False, scores__gte=n).update(full=True)
     ScoringItem.objects.filter(dataset=dataset, full=True, scores__lt=n).update(full=False)
-    _refresh_doubt(dataset)
-    return added
+
+
+@transaction.atomic
+def dataset_scoring_update(*, dataset: Dataset, annotators_per_response: int, show_peer_scores: bool) -> None:
+    """Change how a dataset's responses are scored; the queue follows at once: responses that
+    now have all their scores drop out of it, and those that lack some come back."""
+    Dataset.objects.filter(pk=dataset.pk).update(annotators_per_response=annotators_per_response,
+                                                 show_peer_scores=show_peer_scores)
+    dataset.annotators_per_response, dataset.show_peer_scores = annotators_per_response, show_peer_scores
+    _refresh_full(dataset)
 
 
 def _refresh_doubt(dataset: Dataset) -> None:
@@ -126,6 +141,43 @@ def queue_sync_if_stale(dataset: Dataset, *, every_s: int = 60) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# What a question shows besides its text
+
+
+SEED_TEXTS = ("seed_reference", "seed_history")
+
+
+def with_seed_texts(queryset: QuerySet, *, question: str) -> QuerySet:
+    """The seed's reference answer and dialogue history (``seed_reference``, ``seed_history``),
+    read in the statement that loads the question (at ``question``, a path from the queryset's
+    model): a rewrite shows its seed's, and reading the seed afterwards would cost each page a
+    statement."""
+    seed = Question.objects.filter(dataset_id=OuterRef(f"{question}__dataset_id"), group=OuterRef(f"{question}__group"),
+                                   variant=0).order_by()  # (one row at most: the group's variant 0 is unique)
+    return queryset.annotate(seed_reference=Subquery(seed.values("reference")[:1]),
+                             seed_history=Subquery(seed.values("history")[:1], output_field=JSONField()))
+
+
+@dataclass(frozen=True)
+class QuestionTexts:
+    history: list
+    reference: str
+
+
+def question_texts(question: Question, *, loaded_with=None) -> QuestionTexts:
+    """The dialogue history and reference answer to show with a question. The seed keeps both and
+    its rewrites share them (as Question.dialogue_history and reference_answer say); they come from
+    ``loaded_with``, the object a with_seed_texts queryset loaded, else the seed is read now."""
+    if question.is_seed:
+        return QuestionTexts(history=question.history, reference=question.reference)
+    if loaded_with is None or not hasattr(loaded_with, "seed_history"):
+        seed = question.seed
+        return QuestionTexts(history=question.history or seed.history, reference=seed.reference)
+    return QuestionTexts(history=question.history or loaded_with.seed_history or [],
+                         reference=loaded_with.seed_reference or "")
+
+
+# ---------------------------------------------------------------------------------------------
 # Reserve, submit, skip
 
 
@@ -136,8 +188,9 @@ def _reservation_until():
 def live_assignment(*, user: User, dataset: Dataset) -> Assignment | None:
     """The annotator's unexpired reservation in this dataset, if any: "next" resumes it."""
     return (
-        Assignment.objects.active().for_annotator(user).select_related("response__question__image")
-        .filter(response__question__dataset=dataset).order_by("-reserved_until").first()
+        with_seed_texts(Assignment.objects.active(), question="response__question").for_annotator(user)
+        .select_related("response__question__image").filter(response__question__dataset=dataset)
+        .order_by("-reserved_until").first()
     )
 
 
@@ -162,7 +215,7 @@ def _live_count(now) -> Subquery:
 def _candidates(*, user: User, dataset: Dataset, order: str, now):
     n = dataset.annotators_per_response
     items = (
-        ScoringItem.objects.filter(dataset=dataset, full=False)
+        with_seed_texts(ScoringItem.objects.filter(dataset=dataset, full=False), question="response__question")
         .exclude(Exists(Assignment.objects.filter(response_id=OuterRef("pk"), annotator=user)))
         .alias(live=_live_count(now))
         .filter(live__lt=n - F("scores"))
@@ -181,9 +234,9 @@ def _candidates(*, user: User, dataset: Dataset, order: str, now):
 
 
 def _claim(*, user: User, dataset: Dataset, order: str) -> Assignment | None | bool:
-    """One attempt, in one transaction. Returns the new Assignment (with its response, question
-    and image, read with the queue row), None when the queue is empty for this annotator, or False
-    when the row we picked changed under us (try again)."""
+    """One attempt, in one transaction. Returns the new Assignment (with its response, question,
+    image and seed texts, read with the queue row), None when the queue is empty for this
+    annotator, or False when the row we picked changed under us (try again)."""
     now = timezone.now()
     with transaction.atomic():
         item = None
@@ -198,9 +251,7 @@ def _claim(*, user: User, dataset: Dataset, order: str) -> Assignment | None | b
             # every reservation and score committed before the lock: recount, reclaim and insert
             # in one round trip.
             got = _claim_locked_pg(user=user, dataset=dataset, response_id=item.pk, now=now)
-            if got:
-                got.response = item.response
-            return got
+            return _handed_over(got, item) if got else got
         # Check what we got: on SQLite this UPDATE takes the write lock. If someone submitted in
         # between, `scores` moved and we try again.
         if not ScoringItem.objects.filter(pk=item.pk, full=False, scores=item.scores).update(touched_at=now):
@@ -214,8 +265,18 @@ def _claim(*, user: User, dataset: Dataset, order: str) -> Assignment | None | b
         # Reclaim: stale reservations of this response stop being anyone's.
         Assignment.objects.filter(response_id=item.pk, status=Assignment.Status.RESERVED,
                                   reserved_until__lte=now).update(status=Assignment.Status.EXPIRED, updated_at=now)
-        return Assignment.objects.create(response=item.response, annotator=user, status=Assignment.Status.RESERVED,
-                                         reserved_until=now + timedelta(minutes=settings.SCORING_RESERVATION_MINUTES))
+        got = Assignment.objects.create(response=item.response, annotator=user, status=Assignment.Status.RESERVED,
+                                        reserved_until=now + timedelta(minutes=settings.SCORING_RESERVATION_MINUTES))
+        return _handed_over(got, item)
+
+
+def _handed_over(assignment: Assignment, item: ScoringItem) -> Assignment:
+    """The new assignment with what was read with its queue row: the response (question, image)
+    and the seed texts."""
+    assignment.response = item.response
+    for name in SEED_TEXTS:
+        setattr(assignment, name, getattr(item, name))
+    return assignment
 
 
 def _claim_locked_pg(*, user: User, dataset: Dataset, response_id: int, now) -> Assignment | bool:
@@ -260,8 +321,8 @@ def assignment_reserve_next(*, user: User, dataset: Dataset, order: str = Order.
     have one, else a new one. A dataset from datasets_for_annotator already knows the former."""
     if hasattr(dataset, "live_assignment_id"):
         current = dataset.live_assignment_id and (
-            Assignment.objects.active().select_related("response__question__image")
-            .filter(pk=dataset.live_assignment_id).first())
+            with_seed_texts(Assignment.objects.active(), question="response__question")
+            .select_related("response__question__image").filter(pk=dataset.live_assignment_id).first())
     else:
         current = live_assignment(user=user, dataset=dataset)
     if current:
@@ -281,12 +342,24 @@ class ScoreInput:
     flags: list[str]
 
 
+SCORE_PATTERN = re.compile(r"[0-9]{1,2}")
+
+
+def parse_score(raw: str | None) -> int | None:
+    """A score typed or posted: 1 to 10 in ASCII digits, else None. (Not str.isdigit(): it takes
+    "²", which int() refuses, and int() takes "٣" and "７", which are no score a button sends.)"""
+    raw = (raw or "").strip()
+    if not SCORE_PATTERN.fullmatch(raw):
+        return None
+    score = int(raw)
+    return score if 1 <= score <= 10 else None
+
+
 def clean_score_input(data) -> tuple[ScoreInput | None, dict[str, str]]:
     """Validate a score form (a QueryDict); returns (input, errors by field)."""
     errors: dict[str, str] = {}
-    raw = (data.get("score") or "").strip()
-    score = int(raw) if raw.isdigit() else 0
-    if not 1 <= score <= 10:
+    score = parse_score(data.get("score")) or 0
+    if not score:
         errors["score"] = "请选择 1-10 分 Choose a score from 1 to 10."
     rationale = (data.get("rationale") or "").strip()
     if 1 <= score < settings.SCORING_RATIONALE_BELOW and not rationale:
@@ -418,12 +491,21 @@ def can_edit(human_score: HumanScore) -> bool:
     return timezone.now() < human_score.created_at + window
 
 
-def score_edit(*, human_score: HumanScore, data: ScoreInput, by: User) -> HumanScoreRevision | None:
+def edit_refusal(human_score: HumanScore, *, by: User) -> str:
+    """Why this person may not change this score now, or "" when they may."""
     if human_score.annotator_id != by.pk:
-        raise ScoringError("只能修改自己的评分 You can only change your own score.")
+        return "只能修改自己的评分 You can only change your own score."
     if not can_edit(human_score):
-        raise ScoringError(f"提交 {settings.SCORING_EDIT_WINDOW_MINUTES} 分钟后不能再修改 "
-                           f"Scores can be changed for {settings.SCORING_EDIT_WINDOW_MINUTES} minutes after submitting.")
+        minutes = settings.SCORING_EDIT_WINDOW_MINUTES
+        return (f"提交 {minutes} 分钟后不能再修改，这条评分已不能更改 Scores can be changed for {minutes} minutes "
+                "after submitting; this one can no longer be changed.")
+    return ""
+
+
+def score_edit(*, human_score: HumanScore, data: ScoreInput, by: User) -> HumanScoreRevision | None:
+    refusal = edit_refusal(human_score, by=by)
+    if refusal:
+        raise ScoringError(refusal)
     return human_score.revise(score=data.score, rationale=data.rationale, flags=data.flags, by=by)
 
 
@@ -507,6 +589,9 @@ def datasets_with_work(*, user: User) -> list[tuple[Dataset, int]]:
     return rows
 
 
+RECENT_EDITS = 20
+
+
 def dataset_progress(dataset: Dataset) -> dict:
     n = dataset.annotators_per_response
     by_count = dict(ScoringItem.objects.filter(dataset=dataset).values_list("scores").annotate(c=Count("pk")))
@@ -522,8 +607,12 @@ def dataset_progress(dataset: Dataset) -> dict:
     )
     live = Assignment.objects.active().filter(response__question__dataset=dataset).count()
     total = sum(by_count.values())
+    # Edits lead to their response's page (every score with its history), disagreement or not.
+    edits = (HumanScoreRevision.objects.filter(human_score__response__question__dataset=dataset)
+             .select_related("human_score__annotator", "changed_by").order_by("-changed_at", "-id")[:RECENT_EDITS])
     return {"histogram": histogram, "beyond_n": extra, "total": total, "annotators": list(annotators),
-            "live_reservations": live, "complete": sum(c for k, c in by_count.items() if k >= n)}
+            "live_reservations": live, "complete": sum(c for k, c in by_count.items() if k >= n),
+            "edits": list(edits)}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ urlpatterns = [
     path("datasets/<int:pk>/selection", views.dataset_selection, name="dataset_selection"),
     path("datasets/<int:pk>/freeze", views.dataset_freeze, name="dataset_freeze"),
     path("datasets/<int:pk>/copy", views.dataset_copy, name="dataset_copy"),
+    path("datasets/<int:pk>/scoring", views.dataset_scoring, name="dataset_scoring"),
     re_path(r"^datasets/(?P<pk>\d+)/export\.(?P<fmt>jsonl|csv|zip)$", views.dataset_export, name="dataset_export"),
     path("datasets/<int:pk>/review/", views.rewrite_review, name="rewrite_review"),
     path("rewrites/<int:pk>/accept", views.rewrite_accept, name="rewrite_accept"),

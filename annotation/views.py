@@ -25,6 +25,7 @@ from .forms import (
     ImportForm,
     LibraryFilterForm,
     QuestionForm,
+    ScoringSettingsForm,
     UploadForm,
     tag_names,
 )
@@ -35,6 +36,12 @@ from .roles import ANNOTATOR, CURATOR, RESEARCHER, role_required
 CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
 LIBRARY_PAGE_SIZE = 48
 DATASET_PAGE_SIZE = 50
+
+
+def _is_id(value: str) -> bool:
+    """A primary key from a query string or form. (Not str.isdigit() alone: it takes "²", and
+    filter(pk="²") raises.)"""
+    return value.isascii() and value.isdigit()
 
 
 # ---------------------------------------------------------------------------------------------- images
@@ -243,6 +250,12 @@ def dataset_create(request: HttpRequest) -> HttpResponse:
 @role_required(CURATOR, RESEARCHER)
 def dataset_detail(request: HttpRequest, pk: int) -> TemplateResponse:
     dataset = get_object_or_404(Dataset.objects.select_related("parent"), pk=pk)
+    template = "annotation/dataset.html" + ("#questions" if request.htmx else "")
+    return TemplateResponse(request, template, _dataset_context(request, dataset))
+
+
+def _dataset_context(request: HttpRequest, dataset: Dataset, *,
+                     scoring_form: ScoringSettingsForm | None = None) -> dict:
     questions = dataset.questions.select_related("image").order_by("group", "variant", "id")
     task, text = request.GET.get("task", ""), request.GET.get("q", "").strip()
     if task:
@@ -250,12 +263,38 @@ def dataset_detail(request: HttpRequest, pk: int) -> TemplateResponse:
     if text:
         questions = questions.search(text)
     page = Paginator(questions, DATASET_PAGE_SIZE).get_page(request.GET.get("page"))
-    template = "annotation/dataset.html" + ("#questions" if request.htmx else "")
-    return TemplateResponse(request, template, {
+    return {
         "dataset": dataset, "page": page, "add_form": DatasetAddForm(), "task": task, "q": text,
         "task_choices": DatasetAddForm().fields["task"].choices,
         "targets": Dataset.objects.filter(frozen=False).exclude(pk=dataset.pk),
-    })
+        **_scoring_settings_context(dataset, scoring_form),
+    }
+
+
+def _scoring_settings_context(dataset: Dataset, form: ScoringSettingsForm | None = None, *,
+                              saved: bool = False) -> dict:
+    # The edit window and the rationale rule are the site's, not the dataset's: shown, not edited.
+    return {"dataset": dataset, "scoring_form": form or ScoringSettingsForm.of(dataset), "saved": saved,
+            "edit_minutes": settings.SCORING_EDIT_WINDOW_MINUTES, "rationale_below": settings.SCORING_RATIONALE_BELOW}
+
+
+@require_POST
+@role_required(CURATOR)
+def dataset_scoring(request: HttpRequest, pk: int) -> HttpResponse:
+    """Annotators per response and whether they see each other's scores (frozen or not)."""
+    dataset = get_object_or_404(Dataset.objects.select_related("parent"), pk=pk)
+    form = ScoringSettingsForm(request.POST)
+    saved = form.is_valid()
+    if saved:
+        scoring.dataset_scoring_update(dataset=dataset, **form.cleaned_data)
+    if request.htmx:  # the section again; with errors too, as a 200 (htmx swaps no 4xx in)
+        context = _scoring_settings_context(dataset, None if saved else form, saved=saved)
+        return TemplateResponse(request, "annotation/dataset.html#scoring_settings", context)
+    if saved:
+        messages.success(request, "已保存评分设置 Scoring settings saved.")
+        return redirect("annotation:dataset", pk=dataset.pk)
+    return TemplateResponse(request, "annotation/dataset.html", _dataset_context(request, dataset, scoring_form=form),
+                            status=400)
 
 
 def _refused(request: HttpRequest, dataset: Dataset, message: str) -> HttpResponse:
@@ -284,7 +323,7 @@ def dataset_add(request: HttpRequest, pk: int) -> HttpResponse:
 def dataset_selection(request: HttpRequest, pk: int) -> HttpResponse:
     """The selected questions of this dataset: remove them, or copy them into another dataset."""
     dataset = get_object_or_404(Dataset, pk=pk)
-    selected = dataset.questions.filter(pk__in=[v for v in request.POST.getlist("questions") if v.isdigit()])
+    selected = dataset.questions.filter(pk__in=[v for v in request.POST.getlist("questions") if _is_id(v)])
     if not selected.exists():
         return _refused(request, dataset, "请先选择问题 Select some questions first.")
     try:
@@ -397,9 +436,11 @@ def score_home(request: HttpRequest) -> HttpResponse:
 
 
 def _own_assignment(request: HttpRequest, pk: int) -> Assignment:
-    """The viewer's own reservation, with their counts (``scoring.counts_of``) in the same query."""
+    """The viewer's own reservation, with their counts (``scoring.counts_of``) and the seed texts
+    (``scoring.question_texts``) in the same query."""
     return get_object_or_404(
-        Assignment.objects.select_related("response__question__image", "response__question__dataset")
+        scoring.with_seed_texts(Assignment.objects, question="response__question")
+        .select_related("response__question__image", "response__question__dataset")
         .annotate(**scoring.annotator_count_annotations(user=request.user)),
         pk=pk, annotator=request.user,
     )
@@ -449,6 +490,7 @@ def _next_item(request: HttpRequest, dataset_pk: int, *, note: str = "") -> Http
         return redirect(url)
     assignment.response.question.dataset = dataset
     context = {"state": "item", "assignment": assignment, "dataset": dataset, "order": order, "note": note,
+               "texts": scoring.question_texts(assignment.response.question, loaded_with=assignment),
                "flags": HumanScore.Flag.choices, "data": {}, "errors": {}, "chosen_flags": [], "counts": counts}
     return _workspace(request, "annotation/score_item.html", context, push=url)
 
@@ -469,6 +511,7 @@ def score_item(request: HttpRequest, pk: int) -> HttpResponse:
         return redirect("annotation:score_done", assignment.response_id)
     state = "item" if assignment.is_live else "lost"
     context = {"state": state, "assignment": assignment, "dataset": dataset, "order": _order(request),
+               "texts": scoring.question_texts(assignment.response.question, loaded_with=assignment),
                "flags": HumanScore.Flag.choices, "data": {}, "errors": {}, "counts": scoring.counts_of(assignment),
                "note": "" if state == "item" else "预留已结束 This reservation has ended."}
     return _workspace(request, "annotation/score_item.html", context)
@@ -484,7 +527,8 @@ def score_submit(request: HttpRequest, pk: int) -> HttpResponse:
             "counts": scoring.counts_of(assignment)}
     if errors:
         context = {**base, "state": "item", "data": request.POST, "errors": errors,
-                   "chosen_flags": request.POST.getlist("flags")}
+                   "chosen_flags": request.POST.getlist("flags"),
+                   "texts": scoring.question_texts(assignment.response.question, loaded_with=assignment)}
         return _workspace(request, "annotation/score_item.html", context, status=200 if request.htmx else 422)
     try:
         spent = scoring.time_spent(assignment=assignment, claimed=request.POST.get("time_spent_s"))
@@ -510,16 +554,17 @@ def score_skip(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _done(request: HttpRequest, human_score: HumanScore, *, push: str | None = None, errors: dict | None = None,
-          saved: bool = False, fresh: bool = False, counts: dict[str, int] | None = None) -> TemplateResponse:
+          refused: str = "", saved: bool = False, fresh: bool = False, counts: dict[str, int] | None = None,
+          status: int = 200) -> TemplateResponse:
     context = {
         "state": "done", "mine": human_score, "dataset": human_score.response.question.dataset,
         "sbs": scoring.side_by_side(human_score=human_score), "order": _order(request),
         "revisions": [] if fresh else human_score.revisions.select_related("changed_by"),
         "can_edit": scoring.can_edit(human_score), "counts": counts or scoring.counts_of(human_score),
-        "flags": HumanScore.Flag.choices, "errors": errors or {}, "saved": saved,
+        "flags": HumanScore.Flag.choices, "errors": errors or {}, "refused": refused, "saved": saved,
         "edit_minutes": settings.SCORING_EDIT_WINDOW_MINUTES,
     }
-    return _workspace(request, "annotation/score_done.html", context, push=push)
+    return _workspace(request, "annotation/score_done.html", context, push=push, status=status)
 
 
 @require_GET
@@ -533,16 +578,22 @@ def score_done(request: HttpRequest, response_pk: int) -> HttpResponse:
 @role_required(ANNOTATOR)
 def score_edit(request: HttpRequest, response_pk: int) -> HttpResponse:
     human_score = _own_score(request, response_pk)
-    data, errors = scoring.clean_score_input(request.POST)
-    if not errors:
+    # Past the window the page has no edit form, so form errors would show nowhere: the refusal
+    # comes first and stands on its own.
+    refused = scoring.edit_refusal(human_score, by=request.user)
+    data, errors = ({}, {}) if refused else scoring.clean_score_input(request.POST)
+    if not refused and not errors:
         try:
             scoring.score_edit(human_score=human_score, data=data, by=request.user)
-        except scoring.ScoringError as exc:
-            errors = {"score": str(exc)}
-    if not errors and not request.htmx:
+        except scoring.ScoringError as exc:  # the window closed in between
+            refused = str(exc)
+    if not refused and not errors and not request.htmx:
         messages.success(request, "已保存修改 Change saved.")
         return redirect("annotation:score_done", response_pk)
-    return _done(request, _own_score(request, response_pk), errors=errors, saved=not errors)
+    # (htmx swaps only a 2xx answer in: the refusal comes as a 200 fragment there)
+    status = 409 if refused and not request.htmx else 200
+    return _done(request, _own_score(request, response_pk), errors=errors, refused=refused,
+                 saved=not (errors or refused), status=status)
 
 
 @require_GET
@@ -561,7 +612,7 @@ def score_mine(request: HttpRequest) -> TemplateResponse:
 def _picked_dataset(request: HttpRequest) -> Dataset | None:
     datasets = Dataset.objects.all()
     picked = request.GET.get("dataset", "")
-    return (datasets.filter(pk=picked).first() if picked.isdigit() else None) or datasets.first()
+    return (datasets.filter(pk=picked).first() if _is_id(picked) else None) or datasets.first()
 
 
 @require_GET
@@ -601,16 +652,17 @@ def adjudication_queue(request: HttpRequest) -> TemplateResponse:
 @role_required(RESEARCHER)
 def adjudication_detail(request: HttpRequest, response_pk: int) -> HttpResponse:
     """Every human score (with its edit history), every critic score, and the resolution."""
-    response = get_object_or_404(Response.objects.select_related("question__image", "question__dataset",
-                                                                 "run__endpoint"), pk=response_pk)
+    responses = scoring.with_seed_texts(Response.objects, question="question")
+    response = get_object_or_404(responses.select_related("question__image", "question__dataset", "run__endpoint"),
+                                 pk=response_pk)
     errors: dict[str, str] = {}
     if request.method == "POST":
         note = request.POST.get("note", "").strip()
         raw = request.POST.get("score", "").strip()
-        score = int(raw) if raw.isdigit() else None
+        score = scoring.parse_score(raw)
         if not note:
             errors["note"] = "请写下结论 Write a resolution note."
-        if raw and (score is None or not 1 <= score <= 10):
+        if raw and score is None:
             errors["score"] = "分数 1-10 Score must be 1 to 10."
         if not errors:
             scoring.adjudication_resolve(response=response, note=note, score=score, by=request.user)
@@ -619,6 +671,7 @@ def adjudication_detail(request: HttpRequest, response_pk: int) -> HttpResponse:
                 return redirect("annotation:adjudication_detail", response_pk)
     context = {
         "response": response, "question": response.question, "errors": errors, "post": request.POST,
+        "texts": scoring.question_texts(response.question, loaded_with=response),
         "human_scores": HumanScore.objects.filter(response=response).select_related("annotator")
         .prefetch_related("revisions__changed_by").order_by("created_at"),
         "critic_scores": CriticScore.objects.filter(response=response).select_related("critic_run__critic"),
@@ -635,7 +688,7 @@ def adjudication_detail(request: HttpRequest, response_pk: int) -> HttpResponse:
 
 def _review_seed(dataset: Dataset, seed_pk: str | None) -> Question | None:
     seeds = Question.objects.filter(dataset=dataset, variant=0).select_related("image")
-    if seed_pk and seed_pk.isdigit():
+    if seed_pk and _is_id(seed_pk):
         return seeds.filter(pk=seed_pk).first()
     pending_groups = Question.objects.filter(dataset=dataset).proposed().values("group")
     return seeds.filter(group__in=pending_groups).order_by("group").first()

@@ -37,8 +37,10 @@
       const radio = form.querySelector(`input[name=score][data-key="${event.key}"]`);
       if (radio) { radio.checked = true; radio.dispatchEvent(new Event("change", { bubbles: true })); event.preventDefault(); }
     } else if (form && event.key === "s") {
-      event.preventDefault();
-      submit(form, form.querySelector("[data-action=skip]"));
+      // A click, not requestSubmit(skip): htmx only honours the submitter it saw clicked (or
+      // focused); otherwise the form's own hx-post (submit) would go, saving a picked score.
+      const skip = form.querySelector("[data-action=skip]");
+      if (skip) { event.preventDefault(); skip.click(); }
     } else if (event.key === "n") {
       const next = document.querySelector("form[data-action=next]");
       if (next) { event.preventDefault(); submit(next); }

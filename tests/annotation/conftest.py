@@ -2,7 +2,10 @@ from __future__ import annotations
 
 import pytest
 
+from annotation import scoring
+from annotation.models import Question
 from tests.annotation.standins import METADATA, make_standin_images
+from tests.factories import make_dataset, make_endpoint, make_question, make_response, make_run
 
 
 @pytest.fixture(scope="session")
@@ -27,3 +30,21 @@ def media_files(settings):
         return {str(p.relative_to(settings.MEDIA_ROOT)) for p in settings.MEDIA_ROOT.rglob("*") if p.is_file()}
 
     return snapshot
+
+
+@pytest.fixture
+def dialogue(db):
+    """A dialogue seed and an accepted rewrite of it with no history of its own (the history lives
+    on the seed, like the reference answer), each with a response, in the scoring queue."""
+    dataset = make_dataset(name="dialogue")
+    history = [{"user": "HISTORY-USER-TURN 图里有几只猫？", "assistant": "HISTORY-ASSISTANT-TURN 两只。"}]
+    seed = make_question(dataset=dataset, task="Coherence", group="00110000", text="它们是什么颜色的？",
+                         reference="REFERENCE-OF-THE-SEED", history=history)
+    # Straight into the table: what Question.clean() allows a rewrite is no part of this.
+    rewrite = Question.objects.create(dataset=dataset, image=seed.image, task="Coherence", group=seed.group,
+                                      variant=1, text="猫是什么颜色？", history=[], status="accepted")
+    run = make_run(endpoint=make_endpoint(name="dialogue-model"), dataset=dataset)
+    responses = {"seed": make_response(run=run, question=seed, text="白色。"),
+                 "rewrite": make_response(run=run, question=rewrite, text="黑白相间。")}
+    scoring.queue_sync(dataset)
+    return dataset, responses

@@ -169,3 +169,52 @@ def test_a_real_worker_runs_an_uploaded_import_to_done(client, celery_worker, tm
     assert Question.objects.filter(dataset__name="worker").count() == 3
     page = client.get(response.url).content.decode()
     assert "hx-trigger" not in page and "imported 3" in page
+
+
+def test_curators_change_the_scoring_settings_on_the_dataset_page(client, curator, source):
+    source.freeze()  # the settings don't touch the questions: a frozen dataset is the one being scored
+    client.force_login(curator)
+    page = client.get(reverse("annotation:dataset", args=[source.pk])).content.decode()
+    assert 'data-testid="scoring-settings-form"' in page and 'name="annotators_per_response" value="3"' in page
+    url = reverse("annotation:dataset_scoring", args=[source.pk])
+    response = client.post(url, {"annotators_per_response": "5", "show_peer_scores": "on"})
+    assert response.status_code == 302 and response.url == reverse("annotation:dataset", args=[source.pk])
+    source.refresh_from_db()
+    assert (source.annotators_per_response, source.show_peer_scores, source.frozen) == (5, True, True)
+    assert "已保存评分设置" in client.get(response.url).content.decode()
+    fragment = client.post(url, {"annotators_per_response": "2"}, headers={"HX-Request": "true"})
+    html = fragment.content.decode()
+    assert fragment.status_code == 200 and html.lstrip().startswith('<section class="card" id="scoring-settings"')
+    assert 'data-testid="scoring-saved"' in html and "<html" not in html
+    source.refresh_from_db()
+    assert (source.annotators_per_response, source.show_peer_scores) == (2, False)
+    assert client.get(url).status_code == 405
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "", "x", "²", "101"])
+def test_it_refuses_scoring_settings_without_at_least_one_annotator(client, curator, source, value):
+    client.force_login(curator)
+    url = reverse("annotation:dataset_scoring", args=[source.pk])
+    page = client.post(url, {"annotators_per_response": value, "show_peer_scores": "on"})
+    assert page.status_code == 400 and 'data-testid="scoring-settings-form"' in page.content.decode()
+    assert 'class="errorlist' in page.content.decode()
+    if value == "0":
+        assert "At least one person must score each response." in page.content.decode()
+    # htmx swaps no 4xx in: the form comes back with its error as a 200 fragment.
+    fragment = client.post(url, {"annotators_per_response": value}, headers={"HX-Request": "true"})
+    assert fragment.status_code == 200 and 'class="errorlist' in fragment.content.decode()
+    source.refresh_from_db()
+    assert (source.annotators_per_response, source.show_peer_scores) == (3, False)
+
+
+def test_only_curators_change_the_scoring_settings(client, researcher, annotator, source):
+    url = reverse("annotation:dataset_scoring", args=[source.pk])
+    assert "/login/" in client.post(url, {"annotators_per_response": "1"})["Location"]
+    for user in (researcher, annotator):
+        client.force_login(user)
+        assert client.post(url, {"annotators_per_response": "1"}).status_code == 403
+    client.force_login(researcher)
+    page = client.get(reverse("annotation:dataset", args=[source.pk])).content.decode()
+    assert 'data-testid="scoring-settings"' in page and 'data-testid="scoring-settings-form"' not in page
+    source.refresh_from_db()
+    assert source.annotators_per_response == 3

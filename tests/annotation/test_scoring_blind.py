@@ -80,6 +80,7 @@ def test_it_reveals_no_critic_or_peer_score_before_submitting(client, annotator,
     client.force_login(annotator)
     urls = [(url, name) for route, name in _routes() for url in _fill(route, world["ids"])]
     assert any("score/item" in url for url, _ in urls) and any("adjudication" in url for url, _ in urls)
+    assert any(name == "dataset_scoring" for _, name in urls)
     checked = 0
     for url, name in urls:
         for method in ("get", "post"):

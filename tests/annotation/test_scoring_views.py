@@ -6,6 +6,8 @@ import re
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -179,13 +181,24 @@ def test_it_edits_a_score_and_shows_the_history(anna_client, dataset, annotator)
     assert anna_client.get(url).status_code == 405
 
 
-def test_it_refuses_edits_after_the_window(anna_client, dataset):
+def test_it_refuses_edits_after_the_window_and_says_so(anna_client, dataset, settings):
+    settings.SCORING_EDIT_WINDOW_MINUTES = 30
     assignment = _reserve(anna_client, dataset)
     anna_client.post(reverse("annotation:score_submit", args=[assignment.pk]), {"score": "7"})
     HumanScore.objects.update(created_at=timezone.now() - timedelta(days=1))
-    html = anna_client.post(reverse("annotation:score_edit", args=[assignment.response_id]), {"score": "3", "rationale": "x"},
-                            **HX).content.decode()
-    assert "data-edit-form" not in html and HumanScore.objects.get().score == 7
+    url = reverse("annotation:score_edit", args=[assignment.response_id])
+    refusal = "Scores can be changed for 30 minutes after submitting; this one can no longer be changed."
+    response = anna_client.post(url, {"score": "3", "rationale": "x"}, **HX)
+    html = response.content.decode()
+    # htmx swaps only a 2xx answer in, so the refusal comes as a 200 fragment that says so.
+    assert response.status_code == 200 and html.lstrip().startswith('<div id="workspace"')
+    assert 'data-testid="edit-refused"' in html and refusal in html and "data-edit-form" not in html
+    response = anna_client.post(url, {"score": "3", "rationale": "x"})
+    assert response.status_code == 409 and refusal in response.content.decode()
+    assert HumanScore.objects.get().score == 7 and not HumanScoreRevision.objects.exists()
+    # Just looking, the page says the window has passed without calling it an error.
+    html = anna_client.get(reverse("annotation:score_done", args=[assignment.response_id])).content.decode()
+    assert 'data-testid="edit-closed"' in html and 'data-testid="edit-refused"' not in html
 
 
 def test_it_lists_my_scores(anna_client, dataset):
@@ -298,3 +311,113 @@ def test_it_keeps_researcher_pages_at_a_fixed_number_of_queries(client, research
         client.get(reverse("annotation:adjudication_queue"), {"dataset": dataset.pk})
     with django_assert_max_num_queries(11):
         client.get(reverse("annotation:adjudication_detail", args=[responses[0].pk]))
+
+
+@pytest.mark.parametrize("raw", ["²", "٣", "７", "+5", " 5 5", "5.0", "11", "0"])
+def test_it_refuses_scores_that_are_not_plain_digits_1_to_10(anna_client, dataset, raw):
+    # "²".isdigit() is True, but int("²") raises: such a score must get the form error, not a 500.
+    assignment = _reserve(anna_client, dataset)
+    url = reverse("annotation:score_submit", args=[assignment.pk])
+    response = anna_client.post(url, {"score": raw, "rationale": "r"}, **HX)
+    assert response.status_code == 200 and 'data-testid="score-error"' in response.content.decode()
+    assert anna_client.post(url, {"score": raw, "rationale": "r"}).status_code == 422
+    assert not HumanScore.objects.exists()
+
+
+def test_it_refuses_an_adjudicated_score_that_is_not_plain_digits(client, researcher, dataset):
+    response = _disagreement(dataset)
+    client.force_login(researcher)
+    url = reverse("annotation:adjudication_detail", args=[response.pk])
+    for raw in ("²", "٣", "11"):
+        page = client.post(url, {"note": "n", "score": raw}, **HX)
+        assert page.status_code == 200 and "Score must be 1 to 10" in page.content.decode()
+    assert not Adjudication.objects.exists()
+    client.post(url, {"note": "n", "score": " 10 "}, **HX)
+    assert Adjudication.objects.get().score == 10
+
+
+
+def test_it_ignores_an_id_that_is_not_plain_digits(client, researcher, curator, dataset):
+    # The same trap for ids: filter(pk="²") raises, where "²".isdigit() let it through.
+    client.force_login(researcher)
+    for name in ("annotation:score_progress", "annotation:adjudication_queue"):
+        page = client.get(reverse(name), {"dataset": "²"})
+        assert page.status_code == 200 and dataset.name in page.content.decode()
+    client.force_login(curator)
+    assert client.get(reverse("annotation:rewrite_review", args=[dataset.pk]), {"seed": "²"}).status_code == 200
+    response = client.post(reverse("annotation:dataset_selection", args=[dataset.pk]),
+                           {"questions": ["²"], "action": "remove"})
+    assert response.status_code == 302 and dataset.questions.count() == 6
+
+
+def _shows_the_seeds_history(html: str) -> bool:
+    return all(marker in html for marker in ("HISTORY-USER-TURN", "HISTORY-ASSISTANT-TURN", "REFERENCE-OF-THE-SEED"))
+
+
+def test_it_shows_a_rewrite_with_its_seeds_dialogue_history(anna_client, dialogue):
+    dataset, responses = dialogue
+    pages = []
+    for which in ("seed", "rewrite"):  # balanced order: the seed's response comes first
+        with CaptureQueriesContext(connection) as next_queries:
+            fragment = anna_client.post(reverse("annotation:score_next", args=[dataset.pk]), **HX).content.decode()
+        assignment = Assignment.objects.get(status="reserved")
+        assert assignment.response == responses[which]
+        assert _shows_the_seeds_history(fragment)
+        with CaptureQueriesContext(connection) as item_queries:
+            page = anna_client.get(reverse("annotation:score_item", args=[assignment.pk])).content.decode()
+        assert _shows_the_seeds_history(page)
+        pages.append((len(next_queries), len(item_queries)))
+        anna_client.post(reverse("annotation:score_submit", args=[assignment.pk]), {"score": "7"}, **HX)
+    # The seed's history and reference come with the item: a rewrite costs no query more.
+    assert pages[1] == pages[0]
+
+
+def test_it_shows_researchers_a_rewrite_with_its_seeds_dialogue_history(client, researcher, dialogue):
+    _, responses = dialogue
+    client.force_login(researcher)
+    counts = []
+    for which in ("seed", "rewrite"):
+        with CaptureQueriesContext(connection) as queries:
+            page = client.get(reverse("annotation:adjudication_detail", args=[responses[which].pk]))
+        assert page.status_code == 200 and _shows_the_seeds_history(page.content.decode())
+        counts.append(len(queries))
+    assert counts[1] == counts[0]
+
+
+def test_it_reads_the_seed_for_a_rewrite_loaded_without_its_seed_texts(dialogue, django_assert_num_queries):
+    _, responses = dialogue
+    rewrite = responses["rewrite"].question
+    with django_assert_num_queries(1):
+        texts = scoring.question_texts(rewrite)
+    assert (texts.history, texts.reference) == (responses["seed"].question.history, "REFERENCE-OF-THE-SEED")
+
+
+def test_the_queue_follows_a_changed_number_of_annotators_per_response(client, curator, annotator):
+    dataset, responses = make_scoring_dataset(questions=1, models=1, tasks=("Description",), name="n",
+                                              annotators_per_response=2)
+    scoring.queue_sync(dataset)
+    HumanScore.objects.create(response=responses[0], annotator=make_user(username="bob", role="annotator"), score=5)
+    scoring.ScoringItem.objects.filter(pk=responses[0].pk).update(scores=1)
+    client.force_login(curator)
+    url = reverse("annotation:dataset_scoring", args=[dataset.pk])
+    client.post(url, {"annotators_per_response": "1"})
+    assert scoring.assignment_reserve_next(user=annotator, dataset=dataset) is None  # it has its one score
+    client.post(url, {"annotators_per_response": "2"})
+    assert scoring.assignment_reserve_next(user=annotator, dataset=dataset).response_id == responses[0].pk
+
+
+def test_researchers_reach_a_responses_score_history_from_the_progress_page(client, researcher, annotator, dataset):
+    # An edited score with nobody disagreeing: no adjudication row leads to it.
+    response = dataset.questions.first().responses.first()
+    HumanScore.objects.create(response=response, annotator=annotator, score=6).revise(
+        score=7, rationale="ZZ-second-look", flags=[], by=annotator)
+    client.force_login(researcher)
+    assert 'data-testid="adjudication-row"' not in client.get(
+        reverse("annotation:adjudication_queue"), {"dataset": dataset.pk}).content.decode()
+    page = client.get(reverse("annotation:score_progress"), {"dataset": dataset.pk}).content.decode()
+    link = reverse("annotation:adjudication_detail", args=[response.pk])
+    assert f'href="{link}"' in page and page.count('data-testid="edit-row"') == 1
+    detail = client.get(link).content.decode()
+    assert "ZZ-second-look" in detail and 'data-testid="revision"' in detail
+    client.force_login(annotator)
+    assert client.get(reverse("annotation:score_progress"), {"dataset": dataset.pk}).status_code == 403

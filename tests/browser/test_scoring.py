@@ -1,10 +1,10 @@
-"""An annotator scores ten responses with the keyboard only, sees the side by side after each,
-then changes one score and finds both values in its history."""
+"""An annotator skips one response and scores ten with the keyboard only, sees the side by side
+after each, then changes one score and finds both values in its history."""
 
 import pytest
 
 from annotation import scoring
-from annotation.models import HumanScore, HumanScoreRevision
+from annotation.models import Assignment, HumanScore, HumanScoreRevision
 from tests.conftest import browser_login, screenshot
 from tests.factories import make_critic_run, make_critic_score, make_scoring_dataset
 
@@ -23,8 +23,20 @@ def test_it_scores_ten_items_by_keyboard_then_edits_one(page, annotator):
     page.keyboard.press("n")
     page.wait_for_selector("[data-score-form]")
     assert "/score/item/" in page.url
+
+    # `s` skips even with a score picked: nothing is saved, no critic score shows, the next item comes.
+    skipped_text = page.locator("[data-testid=response-text]").inner_text()
+    page.keyboard.press("7")
+    page.keyboard.press("s")
+    page.wait_for_selector("[data-testid=note]:has-text('Skipped')")
+    assert page.locator("[data-score-form]").count() == 1
+    assert page.locator("[data-testid=response-text]").inner_text() != skipped_text
+    assert page.locator("[data-testid=critic-row]").count() == 0 and page.locator("[data-testid=side-by-side]").count() == 0
+    assert not HumanScore.objects.exists()
+    assert Assignment.objects.get(status=Assignment.Status.SKIPPED).annotator == annotator
+
     keys = ["5", "6", "7", "8", "9", "0", "4", "5", "6", "7"]
-    seen = set()
+    seen = {skipped_text}
     for i, key in enumerate(keys):
         text = page.locator("[data-testid=response-text]").inner_text()
         assert text not in seen
