@@ -84,6 +84,11 @@ class HumanScoreAdmin(admin.ModelAdmin):
     def has_add_permission(self, request) -> bool:
         return False
 
+    def has_delete_permission(self, request, obj=None) -> bool:
+        # A deleted score would leave its scoring-queue row counting it, so the response would never get
+        # its N-th look; and the annotator's work would vanish without a trace.
+        return False
+
 
 @admin.register(HumanScoreRevision)
 class HumanScoreRevisionAdmin(admin.ModelAdmin):

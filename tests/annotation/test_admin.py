@@ -47,3 +47,11 @@ def test_it_adds_no_scores_or_revisions_in_the_admin(client, staff, human_score)
     revision = HumanScoreRevision.objects.get()
     html = client.get(reverse("admin:annotation_humanscorerevision_change", args=[revision.pk])).content.decode()
     assert 'name="score"' not in html
+
+
+def test_it_deletes_no_scores_in_the_admin(client, staff, human_score):
+    client.force_login(staff)
+    assert client.get(reverse("admin:annotation_humanscore_delete", args=[human_score.pk])).status_code == 403
+    client.post(reverse("admin:annotation_humanscore_changelist"),
+                {"action": "delete_selected", "_selected_action": [human_score.pk], "post": "yes"})
+    assert HumanScore.objects.filter(pk=human_score.pk).exists()

@@ -67,3 +67,12 @@ def test_a_dialogue_seed_still_needs_its_history():
     seed = Question(dataset=dataset, task="Coherence", group="00110001", variant=0, text="问题")
     with pytest.raises(ValidationError, match="at least one earlier round"):
         seed.clean()
+
+
+def test_the_response_page_shows_the_seeds_dialogue(client, researcher, rewrite):
+    from django.urls import reverse
+
+    response = make_response(run=make_run(endpoint=make_endpoint(), dataset=rewrite.dataset), question=rewrite)
+    client.force_login(researcher)
+    html = client.get(reverse("evaluation:response", args=[response.pk])).content.decode()
+    assert "两个：A口和B口。" in html and "A口。" in html
