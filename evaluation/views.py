@@ -209,6 +209,15 @@ def _uploaded_lines(form) -> list[str] | None:
         return None
 
 
+NOTHING_IMPORTED = "Nothing imported: no line could be read (the lines are listed below)."
+
+
+def _report_import(request: HttpRequest, run, report) -> HttpResponse | None:
+    """Say what an import stored; on to its run's page unless a line failed (the import page lists them)."""
+    messages.success(request, f"{'Critic run' if isinstance(run, CriticRun) else 'Run'} {run.pk}: {report.summary()}")
+    return None if report.failed else redirect(run_page_url(run))
+
+
 @require_http_methods(["GET", "POST"])
 @role_required(RESEARCHER)
 def responses_import(request: HttpRequest) -> HttpResponse:
@@ -223,12 +232,10 @@ def responses_import(request: HttpRequest) -> HttpResponse:
             form.add_error(None, str(exc))
         else:
             if run is None:
-                form.add_error("file", "Nothing imported: no line could be read (the lines are listed below).")
-            else:
-                messages.success(request, f"Run {run.pk}: {report.summary()}")
-                if not report.failed:
-                    return redirect("evaluation:run", pk=run.pk)
-                # Upload the fixed file here again: it is added to this run.
+                form.add_error("file", NOTHING_IMPORTED)
+            elif done := _report_import(request, run, report):
+                return done
+            else:  # upload the fixed file here again: it is added to this run
                 form = ResponsesImportForm(initial={"endpoint": run.endpoint_id, "dataset": run.dataset_id, "run": run.pk})
     return TemplateResponse(request, "evaluation/responses_import.html", {"form": form, "report": report},
                             status=400 if form.errors else 200)
@@ -248,11 +255,9 @@ def critiques_import(request: HttpRequest) -> HttpResponse:
         critic_run, report = services.critiques_import(lines=lines, run=data["run"], critic_name=data["critic_name"],
                                                        by=request.user)
         if critic_run is None:
-            form.add_error("file", "Nothing imported: no line could be read (the lines are listed below).")
-        else:
-            messages.success(request, f"Critic run {critic_run.pk}: {report.summary()}")
-            if not report.failed:
-                return redirect("evaluation:critic_run", pk=critic_run.pk)
+            form.add_error("file", NOTHING_IMPORTED)
+        elif done := _report_import(request, critic_run, report):
+            return done
     return TemplateResponse(request, "evaluation/critiques_import.html", {"form": form, "report": report},
                             status=400 if form.errors else 200)
 
