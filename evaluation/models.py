@@ -292,18 +292,12 @@ class Run(models.Model):
         """Still this task's to work on: not cancelled, and not taken over by a later claim."""
         return type(self).objects.filter(pk=self.pk, status=JobStatus.RUNNING, claim_token=self.claim_token).exists()
 
-    def release(self) -> None:
-        type(self).objects.filter(pk=self.pk).update(claimed_by="")
-
     def cancel(self) -> bool:
         got = type(self).objects.filter(pk=self.pk, status__in=ACTIVE_STATUSES).update(
             status=JobStatus.CANCELLED, finished_at=timezone.now(), updated_at=timezone.now()
         )
         self.refresh_from_db()
         return got == 1
-
-    def is_cancelled(self) -> bool:
-        return type(self).objects.filter(pk=self.pk, status=JobStatus.CANCELLED).exists()
 
     def requeue(self) -> bool:
         """Resume a stopped run: it goes back to the queue and does only what is missing."""
