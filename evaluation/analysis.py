@@ -678,7 +678,7 @@ def training_set_lines(*, template: PromptTemplate, dataset: Dataset | None = No
         if key not in seeds:
             seeds[key] = (question.reference_answer, question.dialogue_history)
         reference, history = seeds[key] if not question.history else (seeds[key][0], question.history)
-        # Same call as services.critic_prompt, with the seed looked up once per group.
+        # Same call as critics.critic_prompt, with the seed looked up once per group.
         prompt = render_critic_prompt(template.body, task=question.task, history=history,
                                       question=question.text, reference=reference,
                                       answer=score.response.text, task_rules=template.task_rules)
