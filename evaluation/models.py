@@ -538,6 +538,47 @@ class RewriteRun(Run):
         return self.seeds().exclude(pk__in=self.processed_ids)
 
 
+class TrainingRun(Run):
+    """A critic fine-tuned on human scores: the base critic, the data, the held-out seed groups (fixed
+    when the run is made), the LoRA settings, and the training's progress. ``done``/``total`` count
+    optimizer steps."""
+
+    base = models.ForeignKey(ModelEndpoint, on_delete=models.PROTECT, related_name="training_runs",
+                             help_text="The critic fine-tuned: a transformers endpoint with local weights.")
+    template = models.ForeignKey(PromptTemplate, on_delete=models.PROTECT, related_name="+")
+    datasets = models.ManyToManyField("annotation.Dataset", blank=True, related_name="training_runs")
+    inference_runs = models.ManyToManyField(InferenceRun, blank=True, related_name="training_runs",
+                                            help_text="Only these runs' responses (none: every run of the datasets).")
+    held_out_fraction = models.FloatField(default=0.2)
+    seed = models.IntegerField(default=0)
+    lora = models.JSONField(default=dict, blank=True, help_text="LoRA and trainer settings (training.LORA_DEFAULTS).")
+    train_response_ids = models.JSONField(default=list, blank=True)
+    held_out_response_ids = models.JSONField(default=list, blank=True)
+    held_out_groups = models.JSONField(default=list, blank=True, help_text="[[dataset id, group], ...]")
+    loss_history = models.JSONField(default=list, blank=True, help_text="[[step, loss], ...]")
+    tokens_per_second = models.FloatField(null=True, blank=True)
+    output_dir = models.CharField(max_length=500, blank=True)
+    critic_endpoint = models.OneToOneField(ModelEndpoint, null=True, blank=True, on_delete=models.SET_NULL,
+                                           related_name="trained_by", help_text="The critic this run produced.")
+
+    class Meta(Run.Meta):
+        constraints = [
+            models.CheckConstraint(condition=Q(held_out_fraction__gt=0) & Q(held_out_fraction__lt=1),
+                                   name="trainingrun_held_out_fraction"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Training run {self.pk}: {self.base}"
+
+    @property
+    def resumable(self) -> bool:
+        return True
+
+    @property
+    def model_endpoint(self) -> ModelEndpoint:
+        return self.base
+
+
 class Worker(models.Model):
     """A Celery worker seen recently. Workers write these rows themselves, which works with every
     broker (the filesystem transport has no broadcast for `inspect ping`)."""
