@@ -19,10 +19,10 @@ from django.http import QueryDict
 
 from evaluation.models import InferenceRun, Response
 
+from .alignmmbench import ImportReport, Problem
 from .models import HumanScore, ScoringItem
 from .roles import ANNOTATOR
 from .scoring import clean_score_input, dataset_scoring_update, queue_sync
-from .services import ImportReport, Problem
 
 
 def _form_data(record: dict) -> QueryDict:

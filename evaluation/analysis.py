@@ -645,7 +645,7 @@ AGREEMENT_LEVELS = {"any": None, "within1": 1, "exact": 0}
 
 
 def training_prompt(*, template: PromptTemplate, response: Response, seeds: dict[tuple[int, str], tuple[str, list]]) -> str:
-    """The critic prompt of a human-scored response, as a critic would be sent it (services.critic_prompt),
+    """The critic prompt of a human-scored response, as a critic would be sent it (critics.critic_prompt),
     with the seed of each rewrite group looked up once and kept in ``seeds``: (dataset, group) -> (reference,
     history). Rewrites keep their reference and dialogue on the seed."""
     from .prompts import render_critic_prompt

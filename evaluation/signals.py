@@ -61,7 +61,7 @@ def _stop_heartbeat(**kwargs) -> None:
 
 def beat_once() -> None:
     from .models import Worker
-    from .services import requeue_orphaned_runs
+    from .runs import requeue_orphaned_runs
 
     Worker.beat(
         name=WORKER_NAME, hostname=socket.gethostname(), pid=os.getpid(),
