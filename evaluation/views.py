@@ -20,6 +20,7 @@ from annotation.roles import CURATOR, RESEARCHER, has_role, role_required, staff
 from annotation.tasks_catalog import Task
 
 from . import critics, exchange, inference, rewrites, runs, workers
+from .exchange import attachment
 from .forms import (
     CriticRunForm,
     CritiquesImportForm,
@@ -194,8 +195,7 @@ def run_export(request: HttpRequest, pk: int) -> HttpResponse:
     out = io.StringIO()
     exchange.responses_export(run=run, out=out)
     response = HttpResponse(out.getvalue(), content_type="application/jsonl; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="run-{run.pk}-{slugify(run.endpoint.name)}.jsonl"'
-    return response
+    return attachment(response, f"run-{run.pk}-{slugify(run.endpoint.name)}.jsonl")
 
 
 def _uploaded_lines(form) -> list[str] | None:
@@ -305,8 +305,7 @@ def critic_run_export(request: HttpRequest, pk: int) -> HttpResponse:
     out = io.StringIO()
     exchange.critiques_export(run=run, out=out)
     response = HttpResponse(out.getvalue(), content_type="application/jsonl; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="critic-run-{run.pk}.jsonl"'
-    return response
+    return attachment(response, f"critic-run-{run.pk}.jsonl")
 
 
 @require_GET
@@ -629,8 +628,7 @@ def leaderboard_export(request: HttpRequest, fmt: str) -> HttpResponse:
         writer = csv.writer(response)
         writer.writerow(header)
         writer.writerows(body)
-    response["Content-Disposition"] = f'attachment; filename="{name}.{fmt}"'
-    return response
+    return attachment(response, f"{name}.{fmt}")
 
 
 def _disagreement_filters(request: HttpRequest) -> dict:
@@ -697,9 +695,7 @@ def disagreements_export(request: HttpRequest) -> HttpResponse:
         for row in analysis.disagreement_csv_rows(rows):
             yield writer.writerow(row)
 
-    response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = 'attachment; filename="disagreements.csv"'
-    return response
+    return attachment(StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8"), "disagreements.csv")
 
 
 def _training_set_options(request: HttpRequest) -> dict:
@@ -744,9 +740,8 @@ def training_set_export(request: HttpRequest) -> HttpResponse:
     from . import analysis
 
     lines = analysis.training_set_lines(**_training_set_options(request))
-    response = StreamingHttpResponse(lines, content_type="application/jsonl; charset=utf-8")
-    response["Content-Disposition"] = 'attachment; filename="critic-training-set.jsonl"'
-    return response
+    return attachment(StreamingHttpResponse(lines, content_type="application/jsonl; charset=utf-8"),
+                      "critic-training-set.jsonl")
 
 
 @require_GET
