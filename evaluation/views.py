@@ -725,3 +725,37 @@ def training_set_export(request: HttpRequest) -> HttpResponse:
     lines = analysis.training_set_lines(**_training_set_options(request))
     return attachment(StreamingHttpResponse(lines, content_type="application/jsonl; charset=utf-8"),
                       "critic-training-set.jsonl")
+
+
+@require_GET
+@role_required(RESEARCHER)
+def pairwise_ratings(request: HttpRequest) -> TemplateResponse:
+    """Bradley-Terry ratings with intervals and the win-rate heat map, from a dataset's scores read as pairs."""
+    from annotation.models import Dataset
+
+    from . import plots
+    from .pairs import HUMAN_SCORES, pointwise_votes
+    from .ratings import RatingsError, compute_ratings
+
+    datasets = list(Dataset.objects.order_by("name"))
+    dataset = next((d for d in datasets if str(d.pk) == request.GET.get("dataset")), datasets[0] if datasets else None)
+    source = request.GET.get("source") or HUMAN_SCORES
+    critic_runs = CriticRun.objects.filter(inference_runs__dataset=dataset).distinct().select_related("critic") \
+        .order_by("-created_at", "-pk")[:100] if dataset else []
+    ratings = error = heatmap = None
+    if dataset is not None:
+        try:
+            ratings = compute_ratings(pointwise_votes(dataset=dataset, source=source), bootstrap=1000, seed=0)
+        except RatingsError as problem:
+            error = str(problem)
+    if ratings is not None:
+        heatmap = plots.win_rate_svg([m.model for m in ratings.models], ratings.win_rate,
+                                     title="胜率 Win rate (row vs column, ties half)")
+    sources = [(HUMAN_SCORES, "人工评分 Human scores (mean)"),
+               *((f"critic-run:{run.pk}", f"#{run.pk} · {run.label}") for run in critic_runs)]
+    context = {"datasets": datasets, "dataset": dataset, "source": source, "sources": sources, "ratings": ratings,
+               "error": error, "heatmap": heatmap}
+    template = "evaluation/pairwise_ratings.html"
+    if request.htmx:
+        template += "#ratings"
+    return TemplateResponse(request, template, context)
