@@ -33,6 +33,7 @@ from django.db.models.functions import Abs, Cast
 from annotation.models import Dataset, HumanScore, Question
 from annotation.tasks_catalog import TASKS, Category
 
+from .exchange import jsonl_line
 from .metrics import (
     DEFAULT_BANDS,
     METRICS,
@@ -645,7 +646,7 @@ AGREEMENT_LEVELS = {"any": None, "within1": 1, "exact": 0}
 
 
 def training_prompt(*, template: PromptTemplate, response: Response, seeds: dict[tuple[int, str], tuple[str, list]]) -> str:
-    """The critic prompt of a human-scored response, as a critic would be sent it (services.critic_prompt),
+    """The critic prompt of a human-scored response, as a critic would be sent it (critics.critic_prompt),
     with the seed of each rewrite group looked up once and kept in ``seeds``: (dataset, group) -> (reference,
     history). Rewrites keep their reference and dialogue on the seed."""
     from .prompts import render_critic_prompt
@@ -688,9 +689,9 @@ def training_set_lines(*, template: PromptTemplate, dataset: Dataset | None = No
         question = score.response.question
         prompt = training_prompt(template=template, response=score.response, seeds=seeds)
         target = json.dumps({"Rating": score.score, "Reason": score.rationale}, ensure_ascii=False)
-        yield json.dumps({
+        yield jsonl_line({
             "messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": target}],
             "meta": {"question_id": question.question_id, "task": question.task, "response_id": score.response_id,
                      "annotator": score.annotator.username, "template": str(template), "annotators": score.k},
-        }, ensure_ascii=False) + "\n"
+        })
 

@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.db.models import F, Max, Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -376,9 +376,14 @@ class InferenceRun(Run):
 
 class ResponseQuerySet(models.QuerySet):
     def refresh_human_stats(self) -> int:
-        """Recount the human scores of these responses (one UPDATE); what the agreement SQL joins."""
+        """Recount the human scores of these responses; what the agreement SQL joins. The one way
+        human_count and human_sum change, the same ORM statements on SQLite and PostgreSQL: lock the
+        rows first where the database can (SQLite's write lock already serializes), so two scores of
+        one response written at once both count (the UPDATE's snapshot is taken after the lock)."""
         from annotation.models import HumanScore
 
+        if connection.features.has_select_for_update and connection.in_atomic_block:
+            list(self.order_by("pk").select_for_update().values_list("pk", flat=True))
         scores = HumanScore.objects.filter(response=models.OuterRef("pk")).order_by().values("response")
         return self.update(
             human_count=Coalesce(models.Subquery(scores.annotate(n=models.Count("id")).values("n")), 0),

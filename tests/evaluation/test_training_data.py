@@ -7,7 +7,7 @@ import json
 import pytest
 
 from annotation.models import Adjudication, HumanScore
-from evaluation import services, training
+from evaluation import critics, training
 from evaluation.analysis import training_set_lines
 from evaluation.models import TrainingRun
 from tests.factories import (
@@ -38,7 +38,7 @@ def scored(db, tiny_causal_lm):
                                           rationale=f"理由{i}" if i else "")
     base = make_endpoint(name="base-critic", role="critic", backend="transformers", base_url="",
                          model_name="", model_path=str(tiny_causal_lm))
-    return {"dataset": dataset, "run": run, "base": base, "template": services.critic_template_default()}
+    return {"dataset": dataset, "run": run, "base": base, "template": critics.critic_template_default()}
 
 
 def test_it_keeps_every_seed_group_on_one_side(scored):

@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from annotation.models import HumanScore
-from evaluation import services, training
+from evaluation import critics, training
 from evaluation.backends import Message, clear_cache, get_backend
 from evaluation.models import TrainingRun
 from tests.factories import (
@@ -41,7 +41,7 @@ def marker_run(tiny_causal_lm, settings, tmp_path):
                                   rationale="好" if good else "差")
     base = make_endpoint(name="tiny-critic", role="critic", backend="transformers", base_url="", model_name="",
                          model_path=str(tiny_causal_lm), max_new_tokens=16, device="cpu")
-    template = services.critic_template_default().revise(body=TEMPLATE, by=None)
+    template = critics.critic_template_default().revise(body=TEMPLATE, by=None)
     return training.training_run_create(base=base, datasets=[dataset], template=template, seed=0, lora={
         "rank": 8, "alpha": 16, "learning_rate": 5e-3, "epochs": 12, "max_length": 256, "batch_size": 4,
         "gradient_accumulation": 1, "save_every": 4, "keep_checkpoints": 2})
