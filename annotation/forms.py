@@ -1,11 +1,32 @@
 from __future__ import annotations
 
+import re
+
 from django import forms
 from django.core.exceptions import ValidationError
 
 from .models import Dataset, Question, Tag
-from .services import history_from_post, parse_tags
 from .tasks_catalog import TASKS, Task
+
+
+def parse_tags(text: str) -> list[str]:
+    """'meme, ocr  chart' -> ['chart', 'meme', 'ocr']: lower-case, comma or space separated, slug-safe."""
+    names = {re.sub(r"[^\w-]+", "-", part.strip().lower()).strip("-")[:50] for part in re.split(r"[,，\s]+", text)}
+    return sorted(name for name in names if name)
+
+
+def history_from_post(data, prefix: str = "history") -> list[dict]:
+    """The dialogue rounds a form posted as history-0-user / history-0-assistant, ...; rounds left
+    entirely blank are dropped (that is how a round is removed without JavaScript)."""
+    indexes = sorted({int(m.group(1)) for key in data for m in [re.match(rf"^{prefix}-(\d+)-(user|assistant)$", key)]
+                      if m})
+    rounds = []
+    for index in indexes[:100]:
+        user = data.get(f"{prefix}-{index}-user", "")
+        assistant = data.get(f"{prefix}-{index}-assistant", "")
+        if user.strip() or assistant.strip():
+            rounds.append({"user": user.strip(), "assistant": assistant.strip()})
+    return rounds
 
 
 def task_choices() -> list[tuple[str, str]]:

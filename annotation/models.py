@@ -453,6 +453,24 @@ class HumanScore(models.Model):
     def __str__(self) -> str:
         return f"{self.annotator}: {self.score} on response {self.response_id}"
 
+    # Every write of one score (the scoring page, an edit, the admin) recounts its response in the
+    # same transaction; bulk loads call Response.objects.refresh_human_stats() themselves.
+    # (savepoint=False: inside the caller's transaction this adds no statements)
+    def save(self, *args, **kwargs) -> None:
+        with transaction.atomic(savepoint=False):
+            super().save(*args, **kwargs)
+            self._refresh_response_stats()
+
+    def delete(self, *args, **kwargs):
+        with transaction.atomic(savepoint=False):
+            deleted = super().delete(*args, **kwargs)
+            self._refresh_response_stats()
+        return deleted
+
+    def _refresh_response_stats(self) -> None:
+        responses = self._meta.get_field("response").related_model.objects
+        responses.filter(pk=self.response_id).refresh_human_stats()
+
     @transaction.atomic
     def revise(self, *, score: int, rationale: str, flags: list[str], by: User) -> HumanScoreRevision | None:
         """Change the score, keeping the old value, who changed it and when."""

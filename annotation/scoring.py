@@ -17,7 +17,6 @@ scores and nobody twice, under any number of concurrent annotators:
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from dataclasses import dataclass
@@ -387,12 +386,6 @@ def _lock_item(response_id: int) -> ScoringItem:
 def score_submit(*, assignment: Assignment, data: ScoreInput, time_spent_s: float) -> HumanScore:
     item = _lock_item(assignment.response_id)
     now = timezone.now()
-    if connection.vendor == "postgresql" and item.scores < item.dataset.annotators_per_response:
-        human_score = _submit_live_locked_pg(item=item, assignment=assignment, data=data,
-                                             time_spent_s=time_spent_s, now=now)
-        if human_score is not None:
-            return human_score
-        # Not a live reservation (any more): the general path below says why, or takes a late one.
     # (Only what can change: a full refresh would also drop the response the caller loaded with it.)
     assignment.refresh_from_db(fields=["status", "reserved_until"])
     if assignment.status == Assignment.Status.SUBMITTED:
@@ -418,55 +411,6 @@ def score_submit(*, assignment: Assignment, data: ScoreInput, time_spent_s: floa
         scores=F("scores") + 1, full=item.scores + 1 >= item.dataset.annotators_per_response
     )
     return human_score
-
-
-def _submit_live_locked_pg(*, item: ScoringItem, assignment: Assignment, data: ScoreInput, time_spent_s: float,
-                           now) -> HumanScore | None:
-    """PostgreSQL, with the ScoringItem row locked and room left on it: the common submit (a live
-    reservation) in one statement. Everything hangs on the assignment still being reserved and
-    live when this statement looks (a fresh snapshot, after the lock): then it becomes submitted,
-    the score goes in, the queue row counts it, and the response's human count and sum follow,
-    as the post_save signal (evaluation.signals) does for scores written through the ORM. None,
-    with nothing written, when the reservation is not live."""
-    assignment_t, score_t = Assignment._meta.db_table, HumanScore._meta.db_table
-    item_t, response_t = ScoringItem._meta.db_table, Response._meta.db_table
-    sql = f"""
-        WITH submitted AS (
-            UPDATE {assignment_t} SET status = %(submitted)s, updated_at = %(now)s
-            WHERE id = %(assignment)s AND response_id = %(response)s AND status = %(reserved)s
-              AND reserved_until > %(now)s
-            RETURNING annotator_id
-        ), scored AS (
-            INSERT INTO {score_t} (response_id, annotator_id, score, rationale, flags, time_spent_s,
-                                   created_at, updated_at)
-            SELECT %(response)s, annotator_id, %(score)s, %(rationale)s, %(flags)s::jsonb, %(spent)s, %(now)s, %(now)s
-            FROM submitted
-            RETURNING id
-        ), counted AS (
-            UPDATE {item_t} SET scores = scores + 1, "full" = scores + 1 >= %(n)s
-            WHERE response_id = %(response)s AND EXISTS (SELECT 1 FROM scored)
-        ), stats AS (
-            -- (this statement's snapshot doesn't see its own new row: hence the + 1 and + score)
-            UPDATE {response_t} r
-            SET human_count = (SELECT COUNT(*) FROM {score_t} h WHERE h.response_id = r.id) + 1,
-                human_sum = (SELECT COALESCE(SUM(h.score), 0) FROM {score_t} h WHERE h.response_id = r.id)
-                            + %(score)s
-            WHERE r.id = %(response)s AND EXISTS (SELECT 1 FROM scored)
-        )
-        SELECT scored.id, submitted.annotator_id FROM scored, submitted
-    """
-    spent = max(0.0, time_spent_s)
-    params = {"submitted": Assignment.Status.SUBMITTED, "reserved": Assignment.Status.RESERVED, "now": now,
-              "assignment": assignment.pk, "response": item.pk, "score": data.score, "rationale": data.rationale,
-              "flags": json.dumps(data.flags), "spent": spent, "n": item.dataset.annotators_per_response}
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    assignment.status, assignment.updated_at = Assignment.Status.SUBMITTED, now
-    return HumanScore(pk=row[0], response_id=item.pk, annotator_id=row[1], score=data.score,
-                      rationale=data.rationale, flags=data.flags, time_spent_s=spent, created_at=now, updated_at=now)
 
 
 def time_spent(*, assignment: Assignment, claimed: str | None) -> float:

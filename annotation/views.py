@@ -15,9 +15,10 @@ from django.urls import reverse
 from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from evaluation.exchange import attachment
 from evaluation.models import CriticScore, Response
 
-from . import scoring, services
+from . import alignmmbench, curation, import_jobs, scoring
 from .forms import (
     DatasetAddForm,
     DatasetForm,
@@ -136,7 +137,7 @@ def image_edit(request: HttpRequest, pk: int) -> HttpResponse:
     image = get_object_or_404(Image, pk=pk)
     form = ImageEditForm(request.POST)
     if form.is_valid():
-        services.image_update(image=image, **form.cleaned_data)
+        curation.image_update(image=image, **form.cleaned_data)
         if not request.htmx:
             messages.success(request, "已保存 Saved.")
             return redirect("annotation:image", pk=image.pk)
@@ -175,7 +176,7 @@ def question_new(request: HttpRequest, pk: int) -> HttpResponse:
     if form.is_valid():
         data = form.cleaned_data
         try:
-            question = services.question_create(dataset=data["dataset"], image=image, task=data["task"],
+            question = curation.question_create(dataset=data["dataset"], image=image, task=data["task"],
                                                 text=data["text"], reference=data["reference"],
                                                 history=form.history, by=request.user)
         except DatasetFrozen as exc:
@@ -213,7 +214,7 @@ def question_edit(request: HttpRequest, pk: int) -> HttpResponse:
     if form.is_valid():
         data = form.cleaned_data
         try:
-            services.question_update(question=question, task=data["task"], text=data["text"],
+            curation.question_update(question=question, task=data["task"], text=data["text"],
                                      reference=data["reference"], history=form.history)
         except DatasetFrozen as exc:
             form.add_error(None, exc.messages[0])
@@ -240,7 +241,7 @@ def dataset_list(request: HttpRequest) -> TemplateResponse:
 def dataset_create(request: HttpRequest) -> HttpResponse:
     form = DatasetForm(request.POST)
     if form.is_valid():
-        dataset = services.dataset_create(by=request.user, **form.cleaned_data)
+        dataset = curation.dataset_create(by=request.user, **form.cleaned_data)
         return redirect("annotation:dataset", pk=dataset.pk)
     datasets = Dataset.objects.annotate(question_count=Count("questions")).select_related("parent")
     return TemplateResponse(request, "annotation/datasets.html", {"datasets": datasets, "form": form}, status=400)
@@ -310,7 +311,7 @@ def dataset_add(request: HttpRequest, pk: int) -> HttpResponse:
     if not form.is_valid():
         return _refused(request, dataset, " ".join(e for errors in form.errors.values() for e in errors))
     try:
-        result = services.dataset_add_questions(dataset=dataset, questions=form.selected(), by=request.user)
+        result = curation.dataset_add_questions(dataset=dataset, questions=form.selected(), by=request.user)
     except DatasetFrozen as exc:
         return _refused(request, dataset, exc.messages[0])
     messages.success(request, f"已添加 Added {result.added} questions ({result.already} already there, "
@@ -329,14 +330,14 @@ def dataset_selection(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         if request.POST.get("action") == "copy":
             target = get_object_or_404(Dataset, pk=request.POST.get("target") or 0)
-            result = services.dataset_add_questions(dataset=target, questions=selected, by=request.user)
+            result = curation.dataset_add_questions(dataset=target, questions=selected, by=request.user)
             messages.success(request, f"已复制 Copied {result.added} questions to “{target.name}”.")
         else:
-            count = services.dataset_remove_questions(dataset=dataset, questions=selected)
+            count = curation.dataset_remove_questions(dataset=dataset, questions=selected)
             messages.success(request, f"已移除 Removed {count} questions (a seed takes its rewrites with it).")
     except DatasetFrozen as exc:
         return _refused(request, dataset, exc.messages[0])
-    except services.QuestionsInUse as exc:
+    except curation.QuestionsInUse as exc:
         return _refused(request, dataset, str(exc))
     return redirect("annotation:dataset", pk=dataset.pk)
 
@@ -354,7 +355,7 @@ def dataset_freeze(request: HttpRequest, pk: int) -> HttpResponse:
 @role_required(CURATOR)
 def dataset_copy(request: HttpRequest, pk: int) -> HttpResponse:
     dataset = get_object_or_404(Dataset, pk=pk)
-    copy = services.dataset_copy_as_version(dataset=dataset, by=request.user)
+    copy = curation.dataset_copy_as_version(dataset=dataset, by=request.user)
     messages.success(request, f"新版本 New version “{copy.name}” with {copy.questions.count()} questions.")
     return redirect("annotation:dataset", pk=copy.pk)
 
@@ -366,16 +367,16 @@ def dataset_export(request: HttpRequest, pk: int, fmt: str) -> HttpResponse:
     name = slugify(dataset.name, allow_unicode=True) or f"dataset-{dataset.pk}"
     if fmt == "zip":
         spool = tempfile.TemporaryFile()
-        services.alignmmbench_export_images(dataset=dataset, out=spool)
+        alignmmbench.alignmmbench_export_images(dataset=dataset, out=spool)
         spool.seek(0)
         return FileResponse(spool, as_attachment=True, filename=f"{name}-images.zip", content_type="application/zip")
     response = HttpResponse(content_type="text/csv; charset=utf-8" if fmt == "csv" else "application/jsonl; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{name}.{fmt}"'
+    attachment(response, f"{name}.{fmt}")
     if fmt == "csv":
         response.write("\ufeff")  # so spreadsheet programs read the Chinese text as UTF-8
-        services.alignmmbench_export_csv(dataset=dataset, out=response)
+        alignmmbench.alignmmbench_export_csv(dataset=dataset, out=response)
     else:
-        services.alignmmbench_export(dataset=dataset, out=response)
+        alignmmbench.alignmmbench_export(dataset=dataset, out=response)
     return response
 
 
@@ -397,7 +398,7 @@ def import_start(request: HttpRequest) -> HttpResponse:
         return TemplateResponse(request, "annotation/import.html", {"form": form, "jobs": jobs}, status=400)
     dataset, _ = Dataset.objects.get_or_create(name=form.cleaned_data["dataset"],
                                                defaults={"created_by": request.user})
-    job = services.import_job_start(dataset=dataset, jsonl_upload=form.cleaned_data["jsonl"],
+    job = import_jobs.import_job_start(dataset=dataset, jsonl_upload=form.cleaned_data["jsonl"],
                                     images_upload=form.cleaned_data["images"], user=request.user)
     return redirect("annotation:import_job", pk=job.pk)
 

@@ -42,8 +42,8 @@ from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.test import Client  # noqa: E402
 
+from annotation.alignmmbench import alignmmbench_import  # noqa: E402
 from annotation.models import Dataset, Image, Question, Tag  # noqa: E402
-from annotation.services import alignmmbench_import  # noqa: E402
 from tests.annotation.standins import METADATA, make_standin_images  # noqa: E402
 from tests.factories import make_user  # noqa: E402
 

@@ -120,7 +120,7 @@ def main() -> None:
 
     from instant_chat_server import InstantChatServer
 
-    from evaluation import services
+    from evaluation import critics, inference
     from evaluation.backends.base import BackendConfig, Message
     from evaluation.backends.openai_backend import OpenAIBackend
     from evaluation.models import ModelEndpoint
@@ -136,7 +136,7 @@ def main() -> None:
                 dataset = make_questions(args.questions, f"bench-overhead-{attempt}")
                 server_cpu = cpu_seconds(server.process.pid)
                 seconds, run, worker_cpu = timed_run(
-                    lambda dataset=dataset: services.inference_run_create(endpoint=endpoint, dataset=dataset), worker)
+                    lambda dataset=dataset: inference.inference_run_create(endpoint=endpoint, dataset=dataset), worker)
                 server_cpu = cpu_seconds(server.process.pid) - server_cpu
                 assert run.done == args.questions, run
                 rate = args.questions / seconds
@@ -164,7 +164,7 @@ def main() -> None:
             endpoint = ModelEndpoint.objects.create(name="slow", role="vlm", backend="openai",
                                                     base_url=server.base_url, model_name="m", concurrency=32)
             seconds, run, worker_cpu = timed_run(
-                lambda: services.inference_run_create(endpoint=endpoint, dataset=dataset), worker)
+                lambda: inference.inference_run_create(endpoint=endpoint, dataset=dataset), worker)
             ratio = (2000 / seconds) / 320
             rows.append(("concurrency efficiency: whole inference run, 100 ms, c=32, 2,000 items",
                          f"{2000 / seconds:.0f} items/s of ideal 320 = **{ratio:.2f}**"))
@@ -173,8 +173,8 @@ def main() -> None:
         with InstantChatServer(reply='{"Rating": 7, "Reason": "不错"}', latency_s=0.1) as server:
             critic = ModelEndpoint.objects.create(name="judge", role="critic", backend="openai",
                                                   base_url=server.base_url, model_name="m", concurrency=32)
-            seconds, critic_run, worker_cpu = timed_run(lambda: services.critic_run_create(
-                critic=critic, template=services.critic_template_default(), inference_runs=[run]), worker)
+            seconds, critic_run, worker_cpu = timed_run(lambda: critics.critic_run_create(
+                critic=critic, template=critics.critic_template_default(), inference_runs=[run]), worker)
             assert critic_run.done == 2000, critic_run
             ratio = (2000 / seconds) / 320
             rows.append(("critic throughput: 100 ms, c=32, 2,000 answers (logprobs on)",

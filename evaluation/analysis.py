@@ -33,6 +33,7 @@ from django.db.models.functions import Abs, Cast
 from annotation.models import Dataset, HumanScore, Question
 from annotation.tasks_catalog import TASKS, Category
 
+from .exchange import jsonl_line
 from .metrics import (
     DEFAULT_BANDS,
     METRICS,
@@ -644,6 +645,21 @@ def disagreement_csv_rows(qs: QuerySet[CriticScore]) -> Iterator[list]:
 AGREEMENT_LEVELS = {"any": None, "within1": 1, "exact": 0}
 
 
+def training_prompt(*, template: PromptTemplate, response: Response, seeds: dict[tuple[int, str], tuple[str, list]]) -> str:
+    """The critic prompt of a human-scored response, as a critic would be sent it (critics.critic_prompt),
+    with the seed of each rewrite group looked up once and kept in ``seeds``: (dataset, group) -> (reference,
+    history). Rewrites keep their reference and dialogue on the seed."""
+    from .prompts import render_critic_prompt
+
+    question = response.question
+    key = (question.dataset_id, question.group)
+    if key not in seeds:
+        seeds[key] = (question.reference_answer, question.dialogue_history)
+    reference, history = seeds[key] if not question.history else (seeds[key][0], question.history)
+    return render_critic_prompt(template.body, task=question.task, history=history, question=question.text,
+                                reference=reference, answer=response.text, task_rules=template.task_rules)
+
+
 def training_set_lines(*, template: PromptTemplate, dataset: Dataset | None = None,
                        annotator_ids: list[int] | None = None, agreement: str = "any",
                        min_annotators: int = 1) -> Iterator[str]:
@@ -653,8 +669,6 @@ def training_set_lines(*, template: PromptTemplate, dataset: Dataset | None = No
     of each other (over every annotator of the response, not just the chosen ones); `min_annotators` asks for
     at least that many people on the response.
     """
-    from .prompts import render_critic_prompt
-
     if agreement not in AGREEMENT_LEVELS:
         raise ValueError(f"agreement must be one of {sorted(AGREEMENT_LEVELS)}")
     stats = (HumanScore.objects.filter(response=OuterRef("response_id")).values("response")
@@ -670,22 +684,14 @@ def training_set_lines(*, template: PromptTemplate, dataset: Dataset | None = No
         scores = scores.filter(response__question__dataset=dataset)
     if annotator_ids:
         scores = scores.filter(annotator_id__in=annotator_ids)
-    # Rewrites keep their reference on the seed: one query for all seeds instead of one per line.
-    seeds: dict[tuple[int, str], tuple[str, list]] = {}  # (dataset, group) -> (reference, history)
+    seeds: dict[tuple[int, str], tuple[str, list]] = {}
     for score in scores.iterator(chunk_size=1000):
         question = score.response.question
-        key = (question.dataset_id, question.group)
-        if key not in seeds:
-            seeds[key] = (question.reference_answer, question.dialogue_history)
-        reference, history = seeds[key] if not question.history else (seeds[key][0], question.history)
-        # Same call as services.critic_prompt, with the seed looked up once per group.
-        prompt = render_critic_prompt(template.body, task=question.task, history=history,
-                                      question=question.text, reference=reference,
-                                      answer=score.response.text, task_rules=template.task_rules)
+        prompt = training_prompt(template=template, response=score.response, seeds=seeds)
         target = json.dumps({"Rating": score.score, "Reason": score.rationale}, ensure_ascii=False)
-        yield json.dumps({
+        yield jsonl_line({
             "messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": target}],
             "meta": {"question_id": question.question_id, "task": question.task, "response_id": score.response_id,
                      "annotator": score.annotator.username, "template": str(template), "annotators": score.k},
-        }, ensure_ascii=False) + "\n"
+        })
 

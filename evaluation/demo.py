@@ -37,7 +37,7 @@ def load_demo_runs() -> list[str]:
 
     from annotation.models import Dataset, Question
 
-    from . import services
+    from . import exchange
     from .models import InferenceRun
 
     dataset = Dataset.objects.filter(name="demo").first()
@@ -53,7 +53,7 @@ def load_demo_runs() -> list[str]:
         lines.append(json.dumps({"question_id": question.question_id, "predict": answer}, ensure_ascii=False))
         critiques.append(json.dumps({"question_id": question.question_id, "Rating": rating if i % 7 else -1,
                                      "Reason": "示例评语：与参考答案比较后给出的分数。"}, ensure_ascii=False))
-    run, _ = services.responses_import(lines=lines, endpoint=vlm, dataset=dataset)
-    critic_run, _ = services.critiques_import(lines=critiques, run=run, critic_name="demo-critic (imported)")
+    run, _ = exchange.responses_import(lines=lines, endpoint=vlm, dataset=dataset)
+    critic_run, _ = exchange.critiques_import(lines=critiques, run=run, critic_name="demo-critic (imported)")
     return [f"demo answers: run {run.pk} with {run.done} answers; critic run {critic_run.pk} "
             f"({critic_run.done} scored, {critic_run.unparsed} unparsed)"]

@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.db.models import F, Max, Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -370,9 +370,14 @@ class InferenceRun(Run):
 
 class ResponseQuerySet(models.QuerySet):
     def refresh_human_stats(self) -> int:
-        """Recount the human scores of these responses (one UPDATE); what the agreement SQL joins."""
+        """Recount the human scores of these responses; what the agreement SQL joins. The one way
+        human_count and human_sum change, the same ORM statements on SQLite and PostgreSQL: lock the
+        rows first where the database can (SQLite's write lock already serializes), so two scores of
+        one response written at once both count (the UPDATE's snapshot is taken after the lock)."""
         from annotation.models import HumanScore
 
+        if connection.features.has_select_for_update and connection.in_atomic_block:
+            list(self.order_by("pk").select_for_update().values_list("pk", flat=True))
         scores = HumanScore.objects.filter(response=models.OuterRef("pk")).order_by().values("response")
         return self.update(
             human_count=Coalesce(models.Subquery(scores.annotate(n=models.Count("id")).values("n")), 0),
@@ -536,6 +541,47 @@ class RewriteRun(Run):
 
     def pending_seeds(self):
         return self.seeds().exclude(pk__in=self.processed_ids)
+
+
+class TrainingRun(Run):
+    """A critic fine-tuned on human scores: the base critic, the data, the held-out seed groups (fixed
+    when the run is made), the LoRA settings, and the training's progress. ``done``/``total`` count
+    optimizer steps."""
+
+    base = models.ForeignKey(ModelEndpoint, on_delete=models.PROTECT, related_name="training_runs",
+                             help_text="The critic fine-tuned: a transformers endpoint with local weights.")
+    template = models.ForeignKey(PromptTemplate, on_delete=models.PROTECT, related_name="+")
+    datasets = models.ManyToManyField("annotation.Dataset", blank=True, related_name="training_runs")
+    inference_runs = models.ManyToManyField(InferenceRun, blank=True, related_name="training_runs",
+                                            help_text="Only these runs' responses (none: every run of the datasets).")
+    held_out_fraction = models.FloatField(default=0.2)
+    seed = models.IntegerField(default=0)
+    lora = models.JSONField(default=dict, blank=True, help_text="LoRA and trainer settings (training.LORA_DEFAULTS).")
+    train_response_ids = models.JSONField(default=list, blank=True)
+    held_out_response_ids = models.JSONField(default=list, blank=True)
+    held_out_groups = models.JSONField(default=list, blank=True, help_text="[[dataset id, group], ...]")
+    loss_history = models.JSONField(default=list, blank=True, help_text="[[step, loss], ...]")
+    tokens_per_second = models.FloatField(null=True, blank=True)
+    output_dir = models.CharField(max_length=500, blank=True)
+    critic_endpoint = models.OneToOneField(ModelEndpoint, null=True, blank=True, on_delete=models.SET_NULL,
+                                           related_name="trained_by", help_text="The critic this run produced.")
+
+    class Meta(Run.Meta):
+        constraints = [
+            models.CheckConstraint(condition=Q(held_out_fraction__gt=0) & Q(held_out_fraction__lt=1),
+                                   name="trainingrun_held_out_fraction"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Training run {self.pk}: {self.base}"
+
+    @property
+    def resumable(self) -> bool:
+        return True
+
+    @property
+    def model_endpoint(self) -> ModelEndpoint:
+        return self.base
 
 
 class Worker(models.Model):

@@ -16,7 +16,6 @@ import threading
 from celery.signals import worker_init, worker_ready, worker_shutdown, worker_shutting_down
 from django.conf import settings
 from django.db import close_old_connections, connection
-from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
 log = logging.getLogger(__name__)
@@ -62,7 +61,7 @@ def _stop_heartbeat(**kwargs) -> None:
 
 def beat_once() -> None:
     from .models import Worker
-    from .services import requeue_orphaned_runs
+    from .runs import requeue_orphaned_runs
 
     Worker.beat(
         name=WORKER_NAME, hostname=socket.gethostname(), pid=os.getpid(),
@@ -82,14 +81,3 @@ def _heartbeat_loop() -> None:
             connection.close()
         _stop.wait(settings.WORKER_HEARTBEAT_SECONDS)
 
-
-def _refresh_human_stats(sender, instance, **kwargs) -> None:
-    # Whatever writes a human score (the scoring page, an edit, the admin), the response's count and
-    # sum follow; bulk loads call Response.objects.refresh_human_stats() themselves.
-    from .models import Response
-
-    Response.objects.filter(pk=instance.response_id).refresh_human_stats()
-
-
-post_save.connect(_refresh_human_stats, sender="annotation.HumanScore", dispatch_uid="human-stats-save")
-post_delete.connect(_refresh_human_stats, sender="annotation.HumanScore", dispatch_uid="human-stats-delete")

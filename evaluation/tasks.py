@@ -1,10 +1,10 @@
-"""Celery tasks: thin. Each fetches its row by id and calls the real function in services."""
+"""Celery tasks: thin. Each fetches its row by id and calls the real function in the module of its subject."""
 
 from __future__ import annotations
 
 from celery import shared_task
 
-from . import services
+from . import critics, inference, rewrites, workers
 from .models import Ping
 
 
@@ -19,19 +19,19 @@ def answer_ping(ping_id: int) -> None:
 
 @shared_task(name="evaluation.tasks.check_endpoint", soft_time_limit=600, time_limit=660)
 def check_endpoint(check_id: int) -> None:
-    services.endpoint_check_work(check_id)
+    workers.endpoint_check_work(check_id)
 
 
 @shared_task(name="evaluation.tasks.run_inference")
 def run_inference(run_id: int) -> None:
-    services.inference_run_work(run_id)
+    inference.inference_run_work(run_id)
 
 
 @shared_task(name="evaluation.tasks.run_critic")
 def run_critic(run_id: int) -> None:
-    services.critic_run_work(run_id)
+    critics.critic_run_work(run_id)
 
 
 @shared_task(name="evaluation.tasks.run_rewrites")
 def run_rewrites(run_id: int) -> None:
-    services.rewrite_run_work(run_id)
+    rewrites.rewrite_run_work(run_id)

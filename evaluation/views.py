@@ -19,7 +19,8 @@ from annotation.models import DatasetFrozen, Question
 from annotation.roles import CURATOR, RESEARCHER, has_role, role_required, staff_required
 from annotation.tasks_catalog import Task
 
-from . import services
+from . import critics, exchange, inference, rewrites, runs, workers
+from .exchange import attachment
 from .forms import (
     CriticRunForm,
     CritiquesImportForm,
@@ -66,7 +67,7 @@ def _database_status() -> dict:
 def status(request: HttpRequest) -> TemplateResponse:
     context = {
         "database": _database_status(),
-        "broker": services.broker_status(),
+        "broker": workers.broker_status(),
         "workers": Worker.objects.all()[:50],
         "pings": Ping.objects.all()[:5],
         "stale_seconds": settings.WORKER_STALE_SECONDS,
@@ -82,7 +83,7 @@ def status(request: HttpRequest) -> TemplateResponse:
 @staff_required
 def status_ping(request: HttpRequest) -> HttpResponse:
     queue = "gpu" if request.POST.get("queue") == "gpu" else "default"
-    ping = services.ping_create(queue=queue)
+    ping = workers.ping_create(queue=queue)
     if request.htmx:
         return TemplateResponse(request, "evaluation/status.html#ping", {"ping": ping})
     return redirect("evaluation:status")
@@ -130,7 +131,7 @@ def endpoint(request: HttpRequest, pk: int) -> HttpResponse:
 @role_required(RESEARCHER)
 def endpoint_check(request: HttpRequest, pk: int) -> HttpResponse:
     row = get_object_or_404(ModelEndpoint, pk=pk)
-    check = services.endpoint_check_create(endpoint=row)
+    check = workers.endpoint_check_create(endpoint=row)
     if request.htmx:
         return TemplateResponse(request, "evaluation/endpoint.html#check", {"endpoint": row, "check": check})
     return redirect("evaluation:endpoint", pk=row.pk)
@@ -153,7 +154,7 @@ def run_create(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
-            run = services.inference_run_create(endpoint=data["endpoint"], dataset=data["dataset"],
+            run = inference.inference_run_create(endpoint=data["endpoint"], dataset=data["dataset"],
                                                 tasks=data["tasks"], variants=data["variants"], by=request.user)
             return redirect("evaluation:run", pk=run.pk)
         except ValueError as exc:
@@ -192,10 +193,9 @@ def run_detail(request: HttpRequest, pk: int) -> TemplateResponse:
 def run_export(request: HttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(InferenceRun.objects.select_related("endpoint"), pk=pk)
     out = io.StringIO()
-    services.responses_export(run=run, out=out)
+    exchange.responses_export(run=run, out=out)
     response = HttpResponse(out.getvalue(), content_type="application/jsonl; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="run-{run.pk}-{slugify(run.endpoint.name)}.jsonl"'
-    return response
+    return attachment(response, f"run-{run.pk}-{slugify(run.endpoint.name)}.jsonl")
 
 
 def _uploaded_lines(form) -> list[str] | None:
@@ -226,7 +226,7 @@ def responses_import(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid() and (lines := _uploaded_lines(form)) is not None:
         data = form.cleaned_data
         try:
-            run, report = services.responses_import(lines=lines, endpoint=data["endpoint"], dataset=data["dataset"],
+            run, report = exchange.responses_import(lines=lines, endpoint=data["endpoint"], dataset=data["dataset"],
                                                     run=data["run"], by=request.user)
         except ValueError as exc:
             form.add_error(None, str(exc))
@@ -252,7 +252,7 @@ def critiques_import(request: HttpRequest) -> HttpResponse:
     report = None
     if request.method == "POST" and form.is_valid() and (lines := _uploaded_lines(form)) is not None:
         data = form.cleaned_data
-        critic_run, report = services.critiques_import(lines=lines, run=data["run"], critic_name=data["critic_name"],
+        critic_run, report = exchange.critiques_import(lines=lines, run=data["run"], critic_name=data["critic_name"],
                                                        by=request.user)
         if critic_run is None:
             form.add_error("file", NOTHING_IMPORTED)
@@ -265,13 +265,13 @@ def critiques_import(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @role_required(RESEARCHER)
 def critic_run_create(request: HttpRequest) -> HttpResponse:
-    default = services.critic_template_default()
+    default = critics.critic_template_default()
     initial = {"template": default.pk, "inference_runs": request.GET.getlist("run")}
     form = CriticRunForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
-            run = services.critic_run_create(critic=data["critic"], template=data["template"],
+            run = critics.critic_run_create(critic=data["critic"], template=data["template"],
                                              inference_runs=list(data["inference_runs"]),
                                              max_retries=data["max_retries"], by=request.user)
         except ValueError as exc:
@@ -303,10 +303,9 @@ def critic_run_detail(request: HttpRequest, pk: int) -> TemplateResponse:
 def critic_run_export(request: HttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(CriticRun, pk=pk)
     out = io.StringIO()
-    services.critiques_export(run=run, out=out)
+    exchange.critiques_export(run=run, out=out)
     response = HttpResponse(out.getvalue(), content_type="application/jsonl; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="critic-run-{run.pk}.jsonl"'
-    return response
+    return attachment(response, f"critic-run-{run.pk}.jsonl")
 
 
 @require_GET
@@ -329,8 +328,8 @@ def response_detail(request: HttpRequest, pk: int) -> TemplateResponse:
 @require_GET
 @role_required(RESEARCHER)
 def templates_list(request: HttpRequest) -> TemplateResponse:
-    services.critic_template_default()
-    services.rewrite_template_default()
+    critics.critic_template_default()
+    rewrites.rewrite_template_default()
     rows = PromptTemplate.objects.select_related("created_by").order_by("kind", "name", "-version")
     return TemplateResponse(request, "evaluation/templates.html", {"templates": rows})
 
@@ -375,7 +374,7 @@ def template_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def template_preview(request: HttpRequest, pk: int) -> TemplateResponse:
     template = get_object_or_404(PromptTemplate, pk=pk, kind=PromptTemplate.Kind.CRITIC)
     response = Response.objects.select_related("question").filter(pk=request.GET.get("response") or 0).first()
-    prompt = services.critic_prompt(template=template, response=response) if response else ""
+    prompt = critics.critic_prompt(template=template, response=response) if response else ""
     return TemplateResponse(request, "evaluation/template.html#preview", {"prompt": prompt, "response": response})
 
 
@@ -391,7 +390,7 @@ def rewrite_run_create(request: HttpRequest) -> HttpResponse:
         picked = request.POST.getlist("seed")
         seeds = Question.objects.filter(pk__in=picked) if picked else None
         try:
-            run = services.rewrite_run_create(endpoint=data["endpoint"], dataset=data["dataset"],
+            run = rewrites.rewrite_run_create(endpoint=data["endpoint"], dataset=data["dataset"],
                                               template=data["template"], per_seed=data["per_seed"], seeds=seeds,
                                               tasks=data["tasks"], by=request.user)
         except DatasetFrozen as exc:
@@ -401,7 +400,7 @@ def rewrite_run_create(request: HttpRequest) -> HttpResponse:
         else:
             return redirect("evaluation:rewrite_run", pk=run.pk)
     dataset_id = request.GET.get("dataset", "")
-    seeds = (services.rewritable_seeds(dataset_id).order_by("group")[:500]
+    seeds = (rewrites.rewritable_seeds(dataset_id).order_by("group")[:500]
              if dataset_id.isdigit() else Question.objects.none())
     return TemplateResponse(request, "evaluation/rewrite_run_new.html", {"form": form, "seeds": seeds},
                             status=400 if form.errors else 200)
@@ -421,9 +420,9 @@ def rewrite_run_detail(request: HttpRequest, pk: int) -> TemplateResponse:
 
 # kind -> (model, page template, retry service, roles). The URLs pass the kind.
 RUN_KINDS = {
-    "inference": (InferenceRun, "evaluation/run.html", services.inference_run_retry_failed, (RESEARCHER,)),
-    "critic": (CriticRun, "evaluation/critic_run.html", services.critic_run_retry, (RESEARCHER,)),
-    "rewrite": (RewriteRun, "evaluation/rewrite_run.html", services.rewrite_run_retry, (CURATOR, RESEARCHER)),
+    "inference": (InferenceRun, "evaluation/run.html", inference.inference_run_retry_failed, (RESEARCHER,)),
+    "critic": (CriticRun, "evaluation/critic_run.html", critics.critic_run_retry, (RESEARCHER,)),
+    "rewrite": (RewriteRun, "evaluation/rewrite_run.html", rewrites.rewrite_run_retry, (CURATOR, RESEARCHER)),
 }
 
 
@@ -460,7 +459,7 @@ def run_cancel(request: HttpRequest, pk: int, kind: str) -> HttpResponse:
 def run_resume(request: HttpRequest, pk: int, kind: str) -> HttpResponse:
     run, template, _ = _run_for_action(request, pk, kind)
     try:
-        if not services.run_resume(run=run):
+        if not runs.run_resume(run=run):
             messages.info(request, "Only a stopped run that was generated here can be resumed.")
     except ValueError as exc:
         messages.error(request, str(exc))
@@ -629,8 +628,7 @@ def leaderboard_export(request: HttpRequest, fmt: str) -> HttpResponse:
         writer = csv.writer(response)
         writer.writerow(header)
         writer.writerows(body)
-    response["Content-Disposition"] = f'attachment; filename="{name}.{fmt}"'
-    return response
+    return attachment(response, f"{name}.{fmt}")
 
 
 def _disagreement_filters(request: HttpRequest) -> dict:
@@ -697,9 +695,7 @@ def disagreements_export(request: HttpRequest) -> HttpResponse:
         for row in analysis.disagreement_csv_rows(rows):
             yield writer.writerow(row)
 
-    response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = 'attachment; filename="disagreements.csv"'
-    return response
+    return attachment(StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8"), "disagreements.csv")
 
 
 def _training_set_options(request: HttpRequest) -> dict:
@@ -715,7 +711,7 @@ def _training_set_options(request: HttpRequest) -> dict:
         min_annotators = max(int(request.GET.get("min_annotators") or 1), 1)
     except ValueError:
         min_annotators = 1
-    return {"template": template or services.critic_template_default(), "dataset": dataset,
+    return {"template": template or critics.critic_template_default(), "dataset": dataset,
             "annotator_ids": _ints(request.GET.getlist("annotator")),
             "agreement": agreement if agreement in analysis.AGREEMENT_LEVELS else "any",
             "min_annotators": min_annotators}
@@ -744,6 +740,5 @@ def training_set_export(request: HttpRequest) -> HttpResponse:
     from . import analysis
 
     lines = analysis.training_set_lines(**_training_set_options(request))
-    response = StreamingHttpResponse(lines, content_type="application/jsonl; charset=utf-8")
-    response["Content-Disposition"] = 'attachment; filename="critic-training-set.jsonl"'
-    return response
+    return attachment(StreamingHttpResponse(lines, content_type="application/jsonl; charset=utf-8"),
+                      "critic-training-set.jsonl")

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 
 from django.core.management.base import BaseCommand, CommandError
 
-from evaluation import services
+from evaluation import runs
 from evaluation.models import Run
 
 
@@ -22,7 +22,7 @@ def wait_and_report(command: BaseCommand, run: Run, *, timeout: float | None, su
             command.stderr.write(f"{r.status} {r.processed}/{r.total}")
 
     try:
-        run = services.run_wait(run, timeout=timeout, on_progress=progress)
+        run = runs.run_wait(run, timeout=timeout, on_progress=progress)
     except TimeoutError as exc:
         command.stdout.write(summary(run))
         raise CommandError(str(exc)) from None

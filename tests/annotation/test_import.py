@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
-from annotation.models import Image, ImportJob, Question
-from annotation.services import (
+from annotation.alignmmbench import (
     ImportRefused,
     alignmmbench_export,
     alignmmbench_export_csv,
     alignmmbench_export_images,
     alignmmbench_import,
-    import_job_run,
 )
+from annotation.import_jobs import import_job_run
+from annotation.models import Image, ImportJob, Question
 from annotation.tasks_catalog import TASKS
 from tests.factories import make_dataset, png_bytes
 

@@ -10,12 +10,15 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
-from django.db import connection, connections
+from django.contrib.auth.models import User
+from django.db import connection, connections, transaction
+from django.db.models import Sum
 from django.test import Client
 from django.utils import timezone
 
 from annotation import scoring
 from annotation.models import Assignment, HumanScore, ScoringItem
+from evaluation.models import Response
 from tests.factories import make_scoring_dataset, make_user
 
 pytestmark = [
@@ -29,7 +32,6 @@ HX = {"HTTP_HX_REQUEST": "true"}
 
 
 def _annotate_until_empty(user_pk: int, dataset_pk: int, barrier: threading.Barrier, results: dict, errors: list):
-    from django.contrib.auth.models import User
 
     try:
         client = Client()
@@ -81,6 +83,41 @@ def test_it_never_overfills_duplicates_or_loses_a_score_with_20_threads(settings
     assert sum(len(v) for v in results.values()) == len(responses) * n
     assert set(ScoringItem.objects.values_list("scores", "full")) == {(n, True)}
     assert not Assignment.objects.filter(status=Assignment.Status.RESERVED).exists()
+    # Each response's kept count and sum equal its rows, though its scores came in at once.
+    sums = dict(HumanScore.objects.values("response_id").annotate(s=Sum("score")).values_list("response_id", "s"))
+    assert {r.pk: (r.human_count, r.human_sum) for r in Response.objects.all()} == {
+        rid: (n, sums[rid]) for rid in per_response}
+
+
+def test_it_counts_both_of_two_edits_made_at_once_to_one_responses_scores():
+    # Without the response row locked before the recount, the second UPDATE's snapshot can miss the
+    # first edit: a race, so several rounds.
+    dataset, responses = make_scoring_dataset(questions=1, models=1)
+    users = [make_user(username=f"e{i}", role="annotator") for i in range(2)]
+    scores = [HumanScore.objects.create(response=responses[0], annotator=u, score=5) for u in users]
+    errors = []
+
+    def edit(barrier: threading.Barrier, score: HumanScore, user_pk: int, value: int) -> None:
+        try:
+            barrier.wait(timeout=30)
+            with transaction.atomic():
+                score.revise(score=value, rationale="", flags=[], by=User(pk=user_pk))
+        except Exception as exc:  # collected and re-raised in the test's thread
+            errors.append(repr(exc))
+        finally:
+            connections.close_all()
+
+    for first in range(1, 9):
+        barrier, values = threading.Barrier(2), (first, 10 - first)
+        threads = [threading.Thread(target=edit, args=(barrier, s, u.pk, v))
+                   for s, u, v in zip(scores, users, values, strict=True)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert not errors, errors
+        response = Response.objects.get(pk=responses[0].pk)
+        assert (response.human_count, response.human_sum) == (2, 10), f"round {first}"
 
 
 def test_it_gives_an_expired_reservation_to_someone_else():

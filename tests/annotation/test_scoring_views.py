@@ -277,8 +277,8 @@ def test_it_makes_the_same_number_of_queries_whatever_the_data(client, annotator
     client.force_login(annotator)
     for _ in range(size):  # history of our own
         _next_and_submit(client, dataset)
-    # (the session read and savepoints included: the test runs inside a transaction; PostgreSQL needs
-    # 7 and 8, SQLite's portable claim and submit 10 and 13)
+    # (the session read and savepoints included: the test runs inside a transaction; "next" needs 7 on
+    # PostgreSQL, 10 with SQLite's portable claim; submit takes the same path on both: 13)
     with django_assert_max_num_queries(10):
         response = client.post(reverse("annotation:score_next", args=[dataset.pk]), **HX)
     pk = re.search(r"score/item/(\d+)/submit", response.content.decode()).group(1)

@@ -166,9 +166,9 @@ def test_it_sorts_disagreements_by_gap_and_filters(world):
 def test_it_exports_a_training_set_with_the_template_prompt(hand):
     import json
 
-    from evaluation import services
+    from evaluation import critics
 
-    template = services.critic_template_default()
+    template = critics.critic_template_default()
     lines = [json.loads(line) for line in analysis.training_set_lines(template=template, dataset=hand["dataset"])]
     assert len(lines) == 14  # 7 answers x 2 people
     first = lines[0]
@@ -178,7 +178,7 @@ def test_it_exports_a_training_set_with_the_template_prompt(hand):
 
     rewrite = Response.objects.get(question__group="00000000", question__variant=2)
     line = next(line for line in lines if line["meta"]["response_id"] == rewrite.pk)
-    assert line["messages"][0]["content"] == services.critic_prompt(template=template, response=rewrite)
+    assert line["messages"][0]["content"] == critics.critic_prompt(template=template, response=rewrite)
     exact = list(analysis.training_set_lines(template=template, dataset=hand["dataset"], agreement="exact"))
     assert len(exact) == 2 * 4  # 6/6, 7/7, 5/5 and 8/8 agree exactly
     within = list(analysis.training_set_lines(template=template, dataset=hand["dataset"], agreement="within1"))

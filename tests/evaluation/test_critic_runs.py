@@ -8,7 +8,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from evaluation import services
+from evaluation import critics
 from evaluation.models import CriticRun, CriticScore
 from tests.chat_server import ChatServer, message_text
 from tests.factories import make_dataset, make_endpoint, make_question, make_response, make_run
@@ -48,7 +48,7 @@ def test_it_scores_parses_and_keeps_unparsed_replies(celery_worker):
         server.fail_next(1, "slow")
         server.fail_next(1, "malformed")
         critic = make_endpoint(name="judge", role="critic", base_url=server.base_url, concurrency=4, max_retries=3)
-        critic_run = stopped(services.critic_run_create(critic=critic, template=services.critic_template_default(),
+        critic_run = stopped(critics.critic_run_create(critic=critic, template=critics.critic_template_default(),
                                                         inference_runs=[run], max_retries=2))
     assert (critic_run.status, critic_run.done, critic_run.unparsed, critic_run.failed) == ("done", 9, 1, 0)
     scores = {s.response.text: s for s in CriticScore.objects.filter(critic_run=critic_run).select_related("response")}
@@ -70,7 +70,7 @@ def test_it_recovers_when_a_retry_parses(celery_worker):
 
     with ChatServer(reply=moody) as server:
         critic = make_endpoint(name="judge", role="critic", base_url=server.base_url, concurrency=1)
-        critic_run = stopped(services.critic_run_create(critic=critic, template=services.critic_template_default(),
+        critic_run = stopped(critics.critic_run_create(critic=critic, template=critics.critic_template_default(),
                                                         inference_runs=[run]))
     rows = list(CriticScore.objects.filter(critic_run=critic_run).order_by("response_id"))
     assert [r.score for r in rows] == [8, 8, 8]
@@ -80,14 +80,14 @@ def test_it_recovers_when_a_retry_parses(celery_worker):
 def test_it_records_a_dead_critic_as_failed_and_retries_on_request(celery_worker):
     run = answered_run(2)
     critic = make_endpoint(name="dead", role="critic", base_url="http://127.0.0.1:9/v1", max_retries=0, timeout_s=2)
-    critic_run = stopped(services.critic_run_create(critic=critic, template=services.critic_template_default(),
+    critic_run = stopped(critics.critic_run_create(critic=critic, template=critics.critic_template_default(),
                                                     inference_runs=[run]))
     assert (critic_run.done, critic_run.failed) == (0, 2)
     assert all(s.error for s in CriticScore.objects.filter(critic_run=critic_run))
     with ChatServer(reply=lambda m, r: '{"Rating": 6, "Reason": "ok"}') as server:
         critic.base_url = server.base_url
         critic.save()
-        assert services.critic_run_retry(run=critic_run) == 2
+        assert critics.critic_run_retry(run=critic_run) == 2
         critic_run = stopped(critic_run)
     assert (critic_run.done, critic_run.failed, critic_run.status) == (2, 0, "done")
 
@@ -97,7 +97,7 @@ def test_it_scores_with_the_tiny_causal_lm_through_transformers(celery_worker, t
     critic = make_endpoint(name="tiny", role="critic", backend="transformers", base_url="", model_name="",
                            model_path=str(tiny_causal_lm), max_new_tokens=12, batch_size=2, device="cpu",
                            dtype="float32")
-    critic_run = stopped(services.critic_run_create(critic=critic, template=services.critic_template_default(),
+    critic_run = stopped(critics.critic_run_create(critic=critic, template=critics.critic_template_default(),
                                                     inference_runs=[run], max_retries=0), timeout=120)
     rows = list(CriticScore.objects.filter(critic_run=critic_run))
     assert critic_run.status == "done" and len(rows) == 3

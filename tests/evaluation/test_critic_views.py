@@ -2,7 +2,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from evaluation import services
+from evaluation import critics
 from evaluation.models import CriticRun, PromptTemplate
 from tests.factories import (
     make_critic_score,
@@ -23,7 +23,7 @@ def scored(db):
                                   {"user": "第三问", "assistant": "第三答"}], reference="参考<i>答案</i>")
     response = make_response(run=run, question=seed, text="回答")
     critic_run = CriticRun.objects.create(critic=make_endpoint(name="judge", role="critic"), status="done",
-                                          template=services.critic_template_default(), done=1, total=1)
+                                          template=critics.critic_template_default(), done=1, total=1)
     critic_run.inference_runs.set([run])
     score = make_critic_score(critic_run=critic_run, response=response, score=3, critique="<b>理由</b>",
                               raw_output='{"Rating": 3, "Reason": "<b>理由</b>"}', prompt="PROMPT-SENT-XYZ",
@@ -45,7 +45,7 @@ def test_it_keeps_critic_pages_to_researchers(client, scored, annotator, researc
 def test_it_starts_a_critic_run_after_commit(client, scored, researcher, django_capture_on_commit_callbacks):
     client.force_login(researcher)
     critic = make_endpoint(name="judge2", role="critic")
-    template = services.critic_template_default()
+    template = critics.critic_template_default()
     with django_capture_on_commit_callbacks() as callbacks:
         response = client.post(reverse("evaluation:critic_run_create"), {
             "critic": critic.pk, "template": template.pk, "inference_runs": [scored["run"].pk], "max_retries": 1})
@@ -57,7 +57,7 @@ def test_it_starts_a_critic_run_after_commit(client, scored, researcher, django_
 def test_it_refuses_a_vlm_as_critic(client, scored, researcher):
     client.force_login(researcher)
     response = client.post(reverse("evaluation:critic_run_create"), {
-        "critic": scored["run"].endpoint_id, "template": services.critic_template_default().pk,
+        "critic": scored["run"].endpoint_id, "template": critics.critic_template_default().pk,
         "inference_runs": [scored["run"].pk], "max_retries": 1})
     assert response.status_code == 400
 
@@ -85,7 +85,7 @@ def test_it_shows_progress_and_filters_scores(client, scored, researcher):
 
 def test_it_saves_a_template_edit_as_a_new_version(client, researcher):
     client.force_login(researcher)
-    template = services.critic_template_default()
+    template = critics.critic_template_default()
     body = template.body.replace("专家", "资深专家", 1)
     response = client.post(reverse("evaluation:template", args=[template.pk]), {"body": body, "note": "wording"})
     new = PromptTemplate.objects.get(kind="critic", name=template.name, version=2)
@@ -96,7 +96,7 @@ def test_it_saves_a_template_edit_as_a_new_version(client, researcher):
 
 def test_it_refuses_a_template_without_required_placeholders(client, researcher):
     client.force_login(researcher)
-    template = services.critic_template_default()
+    template = critics.critic_template_default()
     response = client.post(reverse("evaluation:template", args=[template.pk]), {"body": "请打分 {{question}}"})
     assert response.status_code == 400 and "answer" in response.content.decode()
     assert PromptTemplate.objects.filter(kind="critic").count() == 1
@@ -104,7 +104,7 @@ def test_it_refuses_a_template_without_required_placeholders(client, researcher)
 
 def test_it_previews_a_template_for_a_three_round_dialogue(client, scored, researcher):
     client.force_login(researcher)
-    template = services.critic_template_default()
+    template = critics.critic_template_default()
     html = client.get(reverse("evaluation:template_preview", args=[template.pk]),
                       {"response": scored["response"].pk}, headers={"HX-Request": "true"}).content.decode()
     assert html.index("第1轮") < html.index("第2轮") < html.index("第3轮")

@@ -6,9 +6,10 @@ import json
 import pytest
 
 from annotation.models import Question
-from evaluation import services
+from evaluation import critics
 from evaluation.analysis import training_set_lines
-from evaluation.services import conversation_for, critic_prompt
+from evaluation.critics import critic_prompt
+from evaluation.inference import conversation_for
 from tests.factories import make_dataset, make_endpoint, make_question, make_response, make_run
 
 pytestmark = pytest.mark.django_db
@@ -38,7 +39,7 @@ def test_a_rewrite_is_asked_after_its_seeds_dialogue(rewrite, django_assert_num_
 
 def test_the_critic_sees_the_seeds_dialogue_and_reference(rewrite):
     response = make_response(run=make_run(endpoint=make_endpoint(), dataset=rewrite.dataset), question=rewrite)
-    prompt = critic_prompt(template=services.critic_template_default(), response=response)
+    prompt = critic_prompt(template=critics.critic_template_default(), response=response)
     assert "两个：A口和B口。" in prompt and "A口。" in prompt and "那我应该从哪个出口出去？" in prompt
 
 
@@ -47,7 +48,7 @@ def test_the_training_set_line_of_a_rewrite_has_the_dialogue(rewrite, annotator)
 
     response = make_response(run=make_run(endpoint=make_endpoint(), dataset=rewrite.dataset), question=rewrite)
     HumanScore.objects.create(response=response, annotator=annotator, score=6, rationale="还行")
-    lines = [json.loads(line) for line in training_set_lines(template=services.critic_template_default(),
+    lines = [json.loads(line) for line in training_set_lines(template=critics.critic_template_default(),
                                                               min_annotators=1)]
     assert len(lines) == 1 and "两个：A口和B口。" in lines[0]["messages"][0]["content"]
 

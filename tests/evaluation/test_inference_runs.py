@@ -7,7 +7,7 @@ import time
 import pytest
 from django.core.management import call_command
 
-from evaluation import services
+from evaluation import inference, runs, workers
 from evaluation.models import InferenceRun, Response
 from tests.chat_server import ChatServer
 from tests.factories import make_dataset, make_endpoint, make_question
@@ -42,7 +42,7 @@ def test_it_answers_every_question_once(celery_worker, chat_server):
     dataset = make_dataset()
     questions = make_questions(dataset, 12, dialogue_every=4)
     endpoint = make_endpoint(base_url=chat_server.base_url, concurrency=4, max_retries=3)
-    run = finished(services.inference_run_create(endpoint=endpoint, dataset=dataset))
+    run = finished(inference.inference_run_create(endpoint=endpoint, dataset=dataset))
     assert (run.status, run.done, run.failed, run.total) == ("done", 12, 0, 12)
     answers = {r.question_id: r.text for r in Response.objects.filter(run=run)}
     assert set(answers) == {q.pk for q in questions}
@@ -58,7 +58,7 @@ def test_it_retries_transient_failures_and_records_permanent_ones(celery_worker,
     chat_server.fail_next(1, "malformed")
     chat_server.fail_when(lambda messages, body: "问题7" in json.dumps(messages, ensure_ascii=False), "400")
     endpoint = make_endpoint(base_url=chat_server.base_url, concurrency=2, max_retries=4)
-    run = finished(services.inference_run_create(endpoint=endpoint, dataset=dataset))
+    run = finished(inference.inference_run_create(endpoint=endpoint, dataset=dataset))
     assert (run.status, run.done, run.failed) == ("done", 9, 1)
     failed = Response.objects.get(run=run, question=questions[7])
     assert "400" in failed.error and failed.text == ""
@@ -70,14 +70,14 @@ def test_it_cancels_between_batches_and_resumes(celery_worker, chat_server):
     make_questions(dataset, 40)
     chat_server.latency_s = 0.15
     endpoint = make_endpoint(base_url=chat_server.base_url, concurrency=1)  # batches of 8
-    run = services.inference_run_create(endpoint=endpoint, dataset=dataset)
+    run = inference.inference_run_create(endpoint=endpoint, dataset=dataset)
     wait_for(lambda: Response.objects.filter(run=run).exists(), timeout=30, what="the first answers")
     assert run.cancel()
     run = finished(run)
     answered = Response.objects.filter(run=run).count()
     assert run.status == "cancelled" and 0 < answered < 40
     chat_server.latency_s = 0
-    assert services.run_resume(run=run)
+    assert runs.run_resume(run=run)
     run = finished(run)
     assert (run.status, run.done, Response.objects.filter(run=run).count()) == ("done", 40, 40)
 
@@ -87,9 +87,9 @@ def test_it_retries_failed_items_on_request(celery_worker, chat_server):
     questions = make_questions(dataset, 5)
     chat_server.fail_when(lambda messages, body: "问题2" in json.dumps(messages, ensure_ascii=False), "400", times=1)
     endpoint = make_endpoint(base_url=chat_server.base_url, concurrency=2)
-    run = finished(services.inference_run_create(endpoint=endpoint, dataset=dataset))
+    run = finished(inference.inference_run_create(endpoint=endpoint, dataset=dataset))
     assert run.failed == 1
-    assert services.inference_run_retry_failed(run=run) == 1
+    assert inference.inference_run_retry_failed(run=run) == 1
     run = finished(run)
     assert (run.done, run.failed) == (5, 0)
     assert Response.objects.get(run=run, question=questions[2]).error == ""
@@ -99,7 +99,7 @@ def test_it_fails_the_run_with_a_clear_error_when_the_server_is_dead(celery_work
     dataset = make_dataset()
     make_questions(dataset, 3)
     endpoint = make_endpoint(base_url="http://127.0.0.1:9/v1", max_retries=1, timeout_s=2)
-    run = finished(services.inference_run_create(endpoint=endpoint, dataset=dataset))
+    run = finished(inference.inference_run_create(endpoint=endpoint, dataset=dataset))
     # A dead endpoint is a per-item error after retries: nothing is silently missing, and the run
     # says it failed rather than "done".
     assert run.done + run.failed == 3 and run.failed == 3
@@ -124,12 +124,12 @@ def test_it_tests_an_endpoint_on_a_worker(celery_worker, chat_server):
     from evaluation.models import EndpointCheck
 
     endpoint = make_endpoint(base_url=chat_server.base_url)
-    check = services.endpoint_check_create(endpoint=endpoint)
+    check = workers.endpoint_check_create(endpoint=endpoint)
     check = wait_for(lambda: EndpointCheck.objects.exclude(status="queued").filter(pk=check.pk).first(), timeout=30,
                      what="the endpoint check")
     assert check.status == "done" and check.output.startswith("回答: 图片是什么颜色") and check.latency_s > 0
     dead = make_endpoint(name="dead", base_url="http://127.0.0.1:9/v1", max_retries=0, timeout_s=2)
-    check = services.endpoint_check_create(endpoint=dead)
+    check = workers.endpoint_check_create(endpoint=dead)
     check = wait_for(lambda: EndpointCheck.objects.exclude(status="queued").filter(pk=check.pk).first(), timeout=30,
                      what="the failing endpoint check")
     assert check.status == "failed" and check.error
@@ -140,7 +140,7 @@ def test_cancel_stops_the_requests_of_the_batch_in_progress(celery_worker, chat_
     make_questions(dataset, 64)
     chat_server.latency_s = 0.2
     endpoint = make_endpoint(base_url=chat_server.base_url, concurrency=2)  # one batch of 32: 3.2 s of requests
-    run = services.inference_run_create(endpoint=endpoint, dataset=dataset)
+    run = inference.inference_run_create(endpoint=endpoint, dataset=dataset)
     wait_for(lambda: chat_server.requests_received >= 4, timeout=30, what="the first requests")
     assert run.cancel()
     at_cancel = chat_server.requests_received
@@ -153,7 +153,7 @@ def test_cancel_stops_the_requests_of_the_batch_in_progress(celery_worker, chat_
     kept = Response.objects.filter(run=run).count()
     assert kept >= at_cancel - 2
     chat_server.latency_s = 0
-    assert services.run_resume(run=run)
+    assert runs.run_resume(run=run)
     run = finished(run)
     assert (run.status, run.done, Response.objects.filter(run=run).count()) == ("done", 64, 64)
     assert chat_server.requests_received <= 64 + 4  # the few in flight at the stop are asked again
@@ -164,10 +164,10 @@ def test_resume_right_after_cancel_leaves_one_task_answering(celery_worker, chat
     make_questions(dataset, 39)
     chat_server.latency_s = 0.1
     endpoint = make_endpoint(base_url=chat_server.base_url, concurrency=2)
-    run = services.inference_run_create(endpoint=endpoint, dataset=dataset)
+    run = inference.inference_run_create(endpoint=endpoint, dataset=dataset)
     wait_for(lambda: Response.objects.filter(run=run).exists(), timeout=30, what="the first answers")
     assert run.cancel()
-    assert services.run_resume(run=run)  # the cancelled task may still be in its batch
+    assert runs.run_resume(run=run)  # the cancelled task may still be in its batch
     run = finished(run)
     assert (run.status, run.done, Response.objects.filter(run=run).count()) == ("done", 39, 39)
     # Two tasks answering the same questions side by side would send ~2x39 requests (and pay twice).

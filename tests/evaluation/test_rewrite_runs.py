@@ -7,8 +7,8 @@ import pytest
 from django.core.management import call_command
 
 from annotation.models import Question
-from evaluation import services
 from evaluation.models import RewriteRun
+from evaluation.rewrites import rewrite_run_create
 from tests.chat_server import ChatServer, message_text
 from tests.factories import make_dataset, make_endpoint, make_question
 from tests.workers import wait_for
@@ -49,7 +49,7 @@ def seeds(db):
 def test_it_proposes_deduplicated_flagged_rewrites_and_is_idempotent(celery_worker, seeds):
     with ChatServer(reply=rewriter) as server:
         endpoint = make_endpoint(name="rw", role="rewriter", base_url=server.base_url, concurrency=2)
-        run = stopped(services.rewrite_run_create(endpoint=endpoint, dataset=seeds["dataset"], per_seed=4))
+        run = stopped(rewrite_run_create(endpoint=endpoint, dataset=seeds["dataset"], per_seed=4))
         assert (run.status, run.total, run.done, run.failed) == ("done", 3, 2, 1), "dialogues are never offered"
         cats = Question.objects.filter(group="00030000").proposed()
         # "图中有 3 只猫吗?" is the seed after normalising spaces and punctuation: dropped.
@@ -63,7 +63,7 @@ def test_it_proposes_deduplicated_flagged_rewrites_and_is_idempotent(celery_work
         assert run.report[0]["question_id"] == "00020000-0" and "这张图片里是一只猫" in run.report[0]["raw"]
         assert not Question.objects.filter(group="00110000").proposed().exists()
 
-        again = stopped(services.rewrite_run_create(endpoint=endpoint, dataset=seeds["dataset"], per_seed=4))
+        again = stopped(rewrite_run_create(endpoint=endpoint, dataset=seeds["dataset"], per_seed=4))
         assert again.proposed == 0 and again.duplicates_dropped == 6, "regenerating adds no duplicates"
         assert Question.objects.proposed().count() == 4
 
@@ -72,7 +72,7 @@ def test_it_generates_with_the_tiny_causal_lm_through_transformers(celery_worker
     endpoint = make_endpoint(name="tiny-rw", role="rewriter", backend="transformers", base_url="", model_name="",
                              model_path=str(tiny_causal_lm), max_new_tokens=16, batch_size=4, device="cpu",
                              dtype="float32")
-    run = stopped(services.rewrite_run_create(endpoint=endpoint, dataset=seeds["dataset"]), timeout=120)
+    run = stopped(rewrite_run_create(endpoint=endpoint, dataset=seeds["dataset"]), timeout=120)
     # Random weights rarely write a list: each seed is either proposals or a clear per-seed error.
     assert run.status == "done" and run.done + run.failed == 3
     assert len(run.report) == run.failed and all(entry["error"] for entry in run.report)
@@ -96,7 +96,7 @@ def test_it_refuses_a_frozen_dataset(seeds):
     seeds["dataset"].freeze()
     endpoint = make_endpoint(name="rw", role="rewriter")
     with pytest.raises(Exception, match="frozen"):
-        services.rewrite_run_create(endpoint=endpoint, dataset=seeds["dataset"])
+        rewrite_run_create(endpoint=endpoint, dataset=seeds["dataset"])
 
 
 @pytest.mark.django_db(transaction=False)

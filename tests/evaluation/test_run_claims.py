@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from evaluation import services
+from evaluation import inference, runs
 from evaluation.models import InferenceRun
 from tests.factories import make_dataset, make_endpoint, make_question, make_response, make_run
 
@@ -66,7 +66,7 @@ def test_resume_is_refused_when_the_endpoint_changed_what_it_answers_with(run):
     endpoint.model_name, endpoint.temperature = "model-B", 0.7
     endpoint.save()
     with pytest.raises(ValueError, match=r"model_name: 'model-A' -> 'model-B'; temperature: 0.0 -> 0.7"):
-        services.run_resume(run=InferenceRun.objects.get(pk=run.pk))
+        runs.run_resume(run=InferenceRun.objects.get(pk=run.pk))
     assert InferenceRun.objects.get(pk=run.pk).status == "cancelled"
 
 
@@ -75,7 +75,7 @@ def test_resume_is_allowed_when_only_where_or_how_fast_changed(run):
     endpoint = run.endpoint
     endpoint.base_url, endpoint.concurrency, endpoint.batch_size = "http://127.0.0.1:1/v1", 32, 4
     endpoint.save()
-    assert services.run_resume(run=InferenceRun.objects.get(pk=run.pk))
+    assert runs.run_resume(run=InferenceRun.objects.get(pk=run.pk))
     assert InferenceRun.objects.get(pk=run.pk).status == "queued"
 
 
@@ -86,14 +86,14 @@ def test_retrying_failed_items_keeps_them_when_the_endpoint_changed(run):
     run.endpoint.max_new_tokens = 16
     run.endpoint.save()
     with pytest.raises(ValueError, match="max_new_tokens"):
-        services.inference_run_retry_failed(run=InferenceRun.objects.get(pk=run.pk))
+        inference.inference_run_retry_failed(run=InferenceRun.objects.get(pk=run.pk))
     assert run.responses.filter(question=question, error="HTTP 500").exists()
 
 
 def test_a_queued_run_whose_endpoint_changed_fails_with_the_reason_instead_of_mixing_answers(run):
     run.endpoint.model_name = "model-B"
     run.endpoint.save()
-    services.inference_run_work(run.pk)
+    inference.inference_run_work(run.pk)
     run.refresh_from_db()
     assert run.status == "failed" and "model_name: 'model-A' -> 'model-B'" in run.error
     assert run.responses.count() == 0

@@ -6,7 +6,7 @@ import signal
 
 import pytest
 
-from evaluation import services
+from evaluation import critics, inference
 from evaluation.models import CriticRun, CriticScore, InferenceRun, Response
 from tests.chat_server import ChatServer
 from tests.conftest import ARTIFACTS
@@ -22,7 +22,7 @@ def inference_run(server):
     for i in range(ITEMS):
         make_question(dataset=dataset, group=f"0000{i:04d}", text=f"问题{i}")
     endpoint = make_endpoint(base_url=server.base_url, concurrency=1)  # 16 a batch, stored as they arrive
-    return services.inference_run_create(endpoint=endpoint, dataset=dataset), InferenceRun, Response.objects
+    return inference.inference_run_create(endpoint=endpoint, dataset=dataset), InferenceRun, Response.objects
 
 
 def critic_run(server):
@@ -31,7 +31,7 @@ def critic_run(server):
     for i in range(ITEMS):
         make_response(run=run, question=make_question(dataset=dataset, group=f"0000{i:04d}"), text=f"回答{i}")
     critic = make_endpoint(name="judge", role="critic", base_url=server.base_url, concurrency=1)
-    created = services.critic_run_create(critic=critic, template=services.critic_template_default(),
+    created = critics.critic_run_create(critic=critic, template=critics.critic_template_default(),
                                          inference_runs=[run])
     return created, CriticRun, CriticScore.objects
 

@@ -4,7 +4,7 @@ import pytest
 from django.urls import reverse
 
 from evaluation.models import Ping, Worker
-from evaluation.services import ping_create
+from evaluation.workers import ping_create
 from tests.workers import wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]

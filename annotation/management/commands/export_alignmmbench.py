@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
+from annotation.alignmmbench import alignmmbench_export, alignmmbench_export_images
 from annotation.models import Dataset
-from annotation.services import alignmmbench_export, alignmmbench_export_images
 
 
 class Command(BaseCommand):

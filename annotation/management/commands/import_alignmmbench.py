@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
+from annotation.alignmmbench import ImportRefused, alignmmbench_import
 from annotation.models import Dataset
-from annotation.services import ImportRefused, alignmmbench_import
 
 
 class Command(BaseCommand):

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from evaluation import services
+from evaluation import exchange
 from evaluation.management.files import write_whole
 from evaluation.models import CriticRun
 
@@ -16,5 +16,5 @@ class Command(BaseCommand):
         run = CriticRun.objects.filter(pk=o["critic_run"]).first()
         if run is None:
             raise CommandError(f"No critic run {o['critic_run']}.")
-        count = write_whole(o["out"], lambda out: services.critiques_export(run=run, out=out))
+        count = write_whole(o["out"], lambda out: exchange.critiques_export(run=run, out=out))
         self.stdout.write(f"exported={count} -> {o['out']}")

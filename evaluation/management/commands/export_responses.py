@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from evaluation import services
+from evaluation import exchange
 from evaluation.management.files import write_whole
 from evaluation.models import InferenceRun
 
@@ -16,5 +16,5 @@ class Command(BaseCommand):
         run = InferenceRun.objects.filter(pk=o["run"]).first()
         if run is None:
             raise CommandError(f"No inference run {o['run']}.")
-        count = write_whole(o["out"], lambda out: services.responses_export(run=run, out=out))
+        count = write_whole(o["out"], lambda out: exchange.responses_export(run=run, out=out))
         self.stdout.write(f"exported={count} (failed answers are left out) -> {o['out']}")

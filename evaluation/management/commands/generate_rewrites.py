@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from annotation.models import Dataset, DatasetFrozen
-from evaluation import services
+from evaluation import rewrites
 from evaluation.management.waiting import wait_and_report
 from evaluation.models import ModelEndpoint, PromptTemplate
 
@@ -33,7 +33,7 @@ class Command(BaseCommand):
             raise CommandError("--per-seed must be between 1 and 20.")
         tasks = [t.strip() for t in o["tasks"].split(",") if t.strip()]
         try:
-            run = services.rewrite_run_create(endpoint=endpoint, dataset=dataset, template=template,
+            run = rewrites.rewrite_run_create(endpoint=endpoint, dataset=dataset, template=template,
                                               per_seed=o["per_seed"], tasks=tasks)
         except DatasetFrozen as exc:
             raise CommandError(" ".join(exc.messages)) from None

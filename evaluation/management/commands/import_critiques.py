@@ -2,7 +2,7 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
-from evaluation import services
+from evaluation import exchange
 from evaluation.models import InferenceRun
 
 
@@ -20,7 +20,7 @@ class Command(BaseCommand):
             raise CommandError(f"No inference run {o['run']}.")
         try:
             with open(o["file"], encoding="utf-8-sig") as handle:
-                critic_run, report = services.critiques_import(lines=handle, run=run, critic_name=o["critic"])
+                critic_run, report = exchange.critiques_import(lines=handle, run=run, critic_name=o["critic"])
         except (OSError, UnicodeDecodeError) as exc:
             raise CommandError(f"Can't read {o['file']}: {exc}") from None
         if critic_run is not None:

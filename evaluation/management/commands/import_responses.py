@@ -3,7 +3,7 @@ import sys
 from django.core.management.base import BaseCommand, CommandError
 
 from annotation.models import Dataset
-from evaluation import services
+from evaluation import exchange
 from evaluation.models import InferenceRun, ModelEndpoint
 
 
@@ -28,7 +28,7 @@ class Command(BaseCommand):
             raise CommandError(f"Unknown run {o['run']}.")
         try:
             with open(o["file"], encoding="utf-8-sig") as handle:
-                run, report = services.responses_import(lines=handle, endpoint=endpoint, dataset=dataset, run=run)
+                run, report = exchange.responses_import(lines=handle, endpoint=endpoint, dataset=dataset, run=run)
         except (OSError, UnicodeDecodeError) as exc:
             raise CommandError(f"Can't read {o['file']}: {exc}") from None
         except ValueError as exc:

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from evaluation import services
+from evaluation import critics
 from evaluation.management.waiting import wait_and_report
 from evaluation.models import InferenceRun, ModelEndpoint, PromptTemplate
 
@@ -29,9 +29,9 @@ class Command(BaseCommand):
             if template is None:
                 raise CommandError(f"No critic template {o['template']!r}.")
         else:
-            template = services.critic_template_default()
+            template = critics.critic_template_default()
         try:
-            run = services.critic_run_create(critic=critic, template=template, inference_runs=runs,
+            run = critics.critic_run_create(critic=critic, template=template, inference_runs=runs,
                                              max_retries=o["retries"])
         except ValueError as exc:
             raise CommandError(str(exc)) from None

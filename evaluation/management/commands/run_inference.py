@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from annotation.models import Dataset
-from evaluation import services
+from evaluation import inference
 from evaluation.forms import parse_variants
 from evaluation.management.waiting import wait_and_report
 from evaluation.models import ModelEndpoint
@@ -28,7 +28,7 @@ class Command(BaseCommand):
         tasks = [t.strip() for t in o["tasks"].split(",") if t.strip()]
         try:
             variants = parse_variants(o["variants"])
-            run = services.inference_run_create(endpoint=endpoint, dataset=dataset, tasks=tasks, variants=variants)
+            run = inference.inference_run_create(endpoint=endpoint, dataset=dataset, tasks=tasks, variants=variants)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"run_id={run.pk}")

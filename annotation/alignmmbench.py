@@ -1,9 +1,5 @@
-"""Workflows that span several rows or models: the AlignMMBench import and export, dataset edits
-(create, add, remove, copy as a new version), writing questions, and starting import jobs.
-
-Every function takes keyword-only arguments; views, the Celery task and the management commands all
-call these, so the web page, the job and the command behave the same.
-"""
+"""The official AlignMMBench format: the import (every line checked, images once each, idempotent on
+question_id) and the export (JSONL, CSV, a zip of the images)."""
 
 from __future__ import annotations
 
@@ -11,7 +7,6 @@ import csv
 import json
 import re
 import shutil
-import uuid
 import zipfile
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -23,15 +18,17 @@ from typing import IO, TYPE_CHECKING
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Max, ProtectedError, QuerySet
-from django.utils import timezone
+from django.db.models import QuerySet
+
+from evaluation.exchange import Line, json_type_name, jsonl_read, jsonl_write
 
 from .images import ImageRejected, PreparedImage, check_size, clean_relative_path, prepare_image, store_image
-from .models import Dataset, DatasetFrozen, Image, ImportJob, Question, Tag
+from .models import Dataset, Image, Question
 from .tasks_catalog import TASKS
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
+
 
 LINE_KEYS = ("question_id", "image_path", "history", "prompt", "ref_answer", "task", "category")
 QUESTION_ID = re.compile(r"^(\d{8})-(\d{1,4})$")
@@ -95,24 +92,14 @@ class LineError(ValueError):
     pass
 
 
-def _describe(value) -> str:
-    return type(value).__name__ if value is not None else "null"
-
-
-def parse_line(number: int, text: str) -> Row:
-    """One JSONL line checked against the official format; raises LineError with the reason."""
-    try:
-        record = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise LineError(f"invalid JSON ({exc.msg} at column {exc.colno})") from None
-    if not isinstance(record, dict):
-        raise LineError(f"expected a JSON object, got {_describe(record)}")
+def parse_record(number: int, record: dict) -> Row:
+    """One JSONL line's object checked against the official format; raises LineError with the reason."""
     missing = [key for key in LINE_KEYS if key not in record]
     if missing:
         raise LineError(f"missing keys: {', '.join(missing)}")
     for key in ("question_id", "image_path", "prompt", "ref_answer", "task", "category"):
         if not isinstance(record[key], str):
-            raise LineError(f"“{key}” must be a string, not {_describe(record[key])}")
+            raise LineError(f"“{key}” must be a string, not {json_type_name(record[key])}")
     match = QUESTION_ID.match(record["question_id"])
     if not match:
         raise LineError(f"question_id “{record['question_id'][:40]}” is not of the form TTTTSSSS-K")
@@ -248,7 +235,7 @@ def _ingest_paths(paths: list[str], *, source, user, progress: Callable[[int], N
 # Import: the workflow
 # --------------------------------------------------------------------------------------------------
 
-def _read_lines(jsonl: str | Path | bytes) -> list[tuple[int, str]]:
+def _read_lines(jsonl: str | Path | bytes) -> list[Line]:
     if isinstance(jsonl, bytes):
         data = jsonl
     else:
@@ -256,15 +243,13 @@ def _read_lines(jsonl: str | Path | bytes) -> list[tuple[int, str]]:
             data = Path(jsonl).read_bytes()
         except OSError as exc:
             raise ImportRefused(f"The JSONL file can't be read: {exc}") from None
-    lines = []
-    for number, raw in enumerate(data.splitlines(), start=1):
-        try:
-            text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
-        except UnicodeDecodeError:
-            text = None
-        if text is None or text.strip():
-            lines.append((number, text))
-    return lines
+    return list(jsonl_read(data))
+
+
+def _question_id_in(text: str | None) -> str:
+    """The question_id a line that failed seems to be about, to name it in the report."""
+    match = re.search(r'"question_id"\s*:\s*"([^"]{1,40})"', text or "")
+    return match.group(1) if match else ""
 
 
 def _differs(stored: tuple, wanted: tuple, names: tuple[str, ...]) -> list[str]:
@@ -301,18 +286,14 @@ def alignmmbench_import(*, dataset: Dataset, jsonl: str | Path | bytes, images: 
 
     # 1. Each line on its own; a repeated question_id is fine only with the same content.
     rows: dict[str, Row] = {}
-    for number, text in lines:
-        if text is None:
-            fail(number, "the line is not valid UTF-8")
+    for line in lines:
+        if line.record is None:
+            fail(line.number, line.error, _question_id_in(line.text))
             continue
         try:
-            row = parse_line(number, text)
+            row = parse_record(line.number, line.record)
         except LineError as exc:
-            question_id = ""
-            match = re.search(r'"question_id"\s*:\s*"([^"]{1,40})"', text)
-            if match:
-                question_id = match.group(1)
-            fail(number, str(exc), question_id)
+            fail(line.number, str(exc), _question_id_in(line.text))
             continue
         first = rows.get(row.question_id)
         if first is None:
@@ -442,73 +423,6 @@ def _question_from_row(row: Row, image_id: int, *, dataset: Dataset, user) -> Qu
 
 
 # --------------------------------------------------------------------------------------------------
-# Import jobs (large files run on a worker; the row is the job)
-# --------------------------------------------------------------------------------------------------
-
-def import_dir() -> Path:
-    return Path(settings.VAR_DIR) / "imports"
-
-
-@transaction.atomic
-def import_job_start(*, dataset: Dataset, jsonl_upload, images_upload=None, user: User | None) -> ImportJob:
-    """Keep the uploaded files on disk, make the job row, and enqueue it once the row is committed."""
-    from .tasks import run_import
-
-    dataset.ensure_editable()
-    folder = import_dir() / uuid.uuid4().hex
-    folder.mkdir(parents=True)
-    jsonl_path = folder / "metadata.jsonl"
-    with open(jsonl_path, "wb") as out:
-        for chunk in jsonl_upload.chunks():
-            out.write(chunk)
-    images_path = ""
-    if images_upload is not None:
-        images_path = str(folder / "images.zip")
-        with open(images_path, "wb") as out:
-            for chunk in images_upload.chunks():
-                out.write(chunk)
-    job = ImportJob.objects.create(dataset=dataset, jsonl_path=str(jsonl_path), images_path=images_path,
-                                   created_by=user)
-    run_import.delay_on_commit(job.pk)
-    return job
-
-
-def import_job_run(*, job_id: int) -> None:
-    """Run a queued job to its end. A second delivery finds it claimed and returns."""
-    claimed = ImportJob.objects.filter(pk=job_id, status=ImportJob.Status.QUEUED).update(
-        status=ImportJob.Status.RUNNING)
-    if not claimed:
-        return
-    job = ImportJob.objects.select_related("dataset", "created_by").get(pk=job_id)
-
-    def progress(processed: int, total: int) -> None:
-        ImportJob.objects.filter(pk=job_id).update(processed=processed, total=total)
-
-    try:
-        report = alignmmbench_import(dataset=job.dataset, jsonl=job.jsonl_path, images=job.images_path or None,
-                                     user=job.created_by, progress=progress)
-    except DatasetFrozen as exc:
-        _finish(job_id, status=ImportJob.Status.FAILED, error=exc.messages[0])
-        return
-    except ImportRefused as exc:
-        _finish(job_id, status=ImportJob.Status.FAILED, error=str(exc))
-        return
-    except Exception as exc:
-        _finish(job_id, status=ImportJob.Status.FAILED, error=f"The import stopped: {exc}")
-        raise
-    _finish(job_id, status=ImportJob.Status.DONE, total=report.total, processed=report.total,
-            imported=report.imported, unchanged=report.unchanged, failed=report.failed,
-            report=[p.as_dict() for p in report.problems])
-    folder = Path(job.jsonl_path).parent
-    if folder.parent == import_dir():
-        shutil.rmtree(folder, ignore_errors=True)  # the uploaded copies are no longer needed
-
-
-def _finish(job_id: int, **fields) -> None:
-    ImportJob.objects.filter(pk=job_id).update(finished_at=timezone.now(), **fields)
-
-
-# --------------------------------------------------------------------------------------------------
 # Export
 # --------------------------------------------------------------------------------------------------
 
@@ -551,11 +465,7 @@ def alignmmbench_records(*, dataset: Dataset) -> Iterator[dict]:
 
 
 def alignmmbench_export(*, dataset: Dataset, out: IO[str]) -> int:
-    count = 0
-    for record in alignmmbench_records(dataset=dataset):
-        out.write(json.dumps(record, ensure_ascii=False) + "\n")
-        count += 1
-    return count
+    return jsonl_write(alignmmbench_records(dataset=dataset), out)
 
 
 def alignmmbench_export_csv(*, dataset: Dataset, out: IO[str]) -> int:
@@ -579,185 +489,3 @@ def alignmmbench_export_images(*, dataset: Dataset, out: IO[bytes]) -> int:
             with image.file.open("rb") as src, archive.open(paths[image.pk], "w") as dst:
                 shutil.copyfileobj(src, dst, 1024 * 1024)
     return len(paths)
-
-
-# --------------------------------------------------------------------------------------------------
-# Datasets
-# --------------------------------------------------------------------------------------------------
-
-def dataset_create(*, name: str, description: str = "", by: User | None) -> Dataset:
-    return Dataset.objects.create(name=name.strip(), description=description.strip(), created_by=by)
-
-
-@dataclass
-class AddResult:
-    added: int = 0
-    already: int = 0
-    renumbered: int = 0
-
-
-@transaction.atomic
-def dataset_add_questions(*, dataset: Dataset, questions: QuerySet, by: User | None) -> AddResult:
-    """Copy questions into ``dataset`` with their whole rewrite groups (a rewrite needs its seed's
-    reference). A group whose id is taken there by a different seed gets the next free id."""
-    dataset.ensure_editable()
-    result = AddResult()
-    keys = set(questions.exclude(dataset=dataset).values_list("dataset_id", "group").distinct())
-    if not keys:
-        return result
-    source = defaultdict(list)
-    wanted = Question.objects.exclude(variant=None).filter(
-        dataset_id__in={d for d, _ in keys}, group__in={g for _, g in keys}).order_by("dataset_id", "group", "variant")
-    for question in wanted:
-        if (question.dataset_id, question.group) in keys:
-            source[(question.dataset_id, question.group)].append(question)
-    here = defaultdict(dict)
-    for question in dataset.questions.exclude(variant=None).filter(group__in={g for _, g in keys}):
-        here[question.group][question.variant] = question
-    copies: list[Question] = []
-    next_index: dict[str, int] = {}
-    for (_, group), members in sorted(source.items()):
-        seed = members[0]
-        target_group = group
-        mine = here.get(group)
-        if mine and not _same_seed(mine.get(0), seed):
-            target_group = _next_free_group(dataset, seed.task, next_index)
-            result.renumbered += 1
-            mine = None
-        for question in members:
-            if mine and question.variant in mine:
-                result.already += 1
-                continue
-            copies.append(Question(
-                dataset=dataset, image_id=question.image_id, task=question.task, group=target_group,
-                variant=question.variant, text=question.text, history=question.history,
-                reference=question.reference, origin=question.origin, status=question.status, created_by=by))
-        here[target_group] = {q.variant: q for q in members}
-    Question.objects.bulk_create(copies, batch_size=CHUNK)
-    result.added = len(copies)
-    return result
-
-
-def _same_seed(mine: Question | None, theirs: Question) -> bool:
-    return mine is not None and (mine.image_id, mine.task, mine.text, mine.reference, mine.history) == (
-        theirs.image_id, theirs.task, theirs.text, theirs.reference, theirs.history)
-
-
-def _next_free_group(dataset: Dataset, task: str, next_index: dict[str, int]) -> str:
-    code = TASKS[task].code
-    if code not in next_index:
-        next_index[code] = int(Question.next_group(dataset, task)[4:])
-    group = f"{code}{next_index[code]:04d}"
-    next_index[code] += 1
-    return group
-
-
-class QuestionsInUse(ValueError):
-    pass
-
-
-@transaction.atomic
-def dataset_remove_questions(*, dataset: Dataset, questions: QuerySet) -> int:
-    """Remove questions; removing a seed removes its whole group (its rewrites share its reference)."""
-    dataset.ensure_editable()
-    mine = questions.filter(dataset=dataset)
-    seed_groups = set(mine.filter(variant=0).values_list("group", flat=True))
-    doomed = Question.objects.filter(dataset=dataset).filter(pk__in=mine.values("pk")) | Question.objects.filter(
-        dataset=dataset, group__in=seed_groups)
-    try:
-        count, _ = doomed.delete()
-    except ProtectedError:
-        raise QuestionsInUse(
-            "Some of these questions already have model responses, so they can't be removed: "
-            "copy the dataset as a new version and remove them there.") from None
-    return count
-
-
-@transaction.atomic
-def dataset_copy_as_version(*, dataset: Dataset, by: User | None) -> Dataset:
-    """A new, editable dataset with the same questions; parent points back, version counts up."""
-    root = dataset
-    while root.parent_id is not None and root.parent is not None:
-        root = root.parent
-    family_max = Dataset.objects.filter(name__startswith=root.name).aggregate(m=Max("version"))["m"] or 1
-    version = max(family_max, dataset.version) + 1
-    name = f"{root.name} v{version}"
-    while Dataset.objects.filter(name=name).exists():
-        version += 1
-        name = f"{root.name} v{version}"
-    copy = Dataset.objects.create(
-        name=name, description=dataset.description, parent=dataset, version=version,
-        annotators_per_response=dataset.annotators_per_response, show_peer_scores=dataset.show_peer_scores,
-        created_by=by)
-    Question.objects.bulk_create([
-        Question(dataset=copy, image_id=q.image_id, task=q.task, group=q.group, variant=q.variant, text=q.text,
-                 history=q.history, reference=q.reference, origin=q.origin, status=q.status, drift=q.drift,
-                 rewrite_run_id=q.rewrite_run_id, created_by_id=q.created_by_id, reviewed_by_id=q.reviewed_by_id)
-        for q in dataset.questions.all()
-    ], batch_size=CHUNK)
-    return copy
-
-
-# --------------------------------------------------------------------------------------------------
-# Questions and images
-# --------------------------------------------------------------------------------------------------
-
-@transaction.atomic
-def question_create(*, dataset: Dataset, image: Image, task: str, text: str, reference: str = "",
-                    history: list | None = None, by: User | None) -> Question:
-    """A new seed question (variant 0) in the next free group of its task."""
-    dataset = Dataset.objects.select_for_update().get(pk=dataset.pk)  # serialise group numbering
-    dataset.ensure_editable()
-    question = Question(dataset=dataset, image=image, task=task, group=Question.next_group(dataset, task),
-                        variant=0, text=text, reference=reference, history=history or [],
-                        origin=Question.Origin.HUMAN, status=Question.Status.ACCEPTED, created_by=by)
-    question.full_clean(exclude=["rewrite_run"])
-    question.save()
-    return question
-
-
-@transaction.atomic
-def question_update(*, question: Question, task: str, text: str, reference: str = "",
-                    history: list | None = None) -> Question:
-    """Edit a question. A seed without rewrites may change task (it moves to a group of the new task);
-    a rewrite keeps its seed's task, reference and history, so only its text changes."""
-    question.dataset.ensure_editable()
-    if question.is_seed:
-        if task != question.task:
-            if Question.objects.in_group(question).exclude(pk=question.pk).exists():
-                raise ValidationError({"task": "This seed has rewrites, which share its task: its task can't change."})
-            question.task = task
-            question.group = Question.next_group(question.dataset, task)
-        question.reference = reference
-        question.history = history or []
-    question.text = text
-    question.full_clean(exclude=["rewrite_run", "image", "dataset"])
-    question.save()
-    return question
-
-
-def image_update(*, image: Image, source: str, licence: str, tags: list[str]) -> Image:
-    image.source, image.licence = source.strip(), licence.strip()
-    image.save(update_fields=["source", "licence"])
-    image.tags.set([Tag.objects.get_or_create(name=name)[0] for name in tags])
-    return image
-
-
-def parse_tags(text: str) -> list[str]:
-    """'meme, ocr  chart' -> ['chart', 'meme', 'ocr']: lower-case, comma or space separated, slug-safe."""
-    names = {re.sub(r"[^\w-]+", "-", part.strip().lower()).strip("-")[:50] for part in re.split(r"[,，\s]+", text)}
-    return sorted(name for name in names if name)
-
-
-def history_from_post(data, prefix: str = "history") -> list[dict]:
-    """The dialogue rounds a form posted as history-0-user / history-0-assistant, ...; rounds left
-    entirely blank are dropped (that is how a round is removed without JavaScript)."""
-    indexes = sorted({int(m.group(1)) for key in data for m in [re.match(rf"^{prefix}-(\d+)-(user|assistant)$", key)]
-                      if m})
-    rounds = []
-    for index in indexes[:100]:
-        user = data.get(f"{prefix}-{index}-user", "")
-        assistant = data.get(f"{prefix}-{index}-assistant", "")
-        if user.strip() or assistant.strip():
-            rounds.append({"user": user.strip(), "assistant": assistant.strip()})
-    return rounds
