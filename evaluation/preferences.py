@@ -20,7 +20,6 @@ are referenced by relative path.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import shutil
@@ -34,6 +33,7 @@ from pathlib import Path
 
 from annotation.models import Dataset, HumanScore, Question
 
+from .exchange import jsonl_line
 from .models import CriticRun, CriticScore, Response
 
 FORMATS = ("trl", "rlaif-v", "llava-rlhf", "povid")
@@ -374,7 +374,7 @@ def export(options: Options, *, fmt: str, out: Path, images: Path | None = None,
                 context = _Context(question, question.dialogue_history or [], _image_name(question))
                 index = written.rows["train"] + written.rows["validation"]
                 row = _row(fmt, pair, context, texts[pair.chosen_id], texts[pair.rejected_id], index=index, split=side)
-                handles[side].write(json.dumps(row, ensure_ascii=False) + "\n")
+                handles[side].write(jsonl_line(row))
                 written.rows[side] += 1
                 written.by_source_task[(pair.source, question.task)] += 1
                 sink.add(question)
