@@ -575,6 +575,24 @@ def leaderboard_sort(rows: list[LeaderboardRow], *, key: str = "micro", descendi
     return sorted(present, key=value, reverse=descending) + missing
 
 
+def leaderboard_columns(*, spread: str) -> list[tuple[str, tuple[str, str]]]:
+    """The leaderboard page's columns: (sort key, (header, tooltip)), in the order of its cells."""
+    return [("model", ("模型 Model", "")),
+            *((t.abbreviation, (t.abbreviation, f"{t.zh} {t.task}")) for t in TASKS.values()),
+            *((abbr, (abbr, category)) for category, abbr in CATEGORY_ABBR.items()),
+            ("micro", ("Micro", "mean over all answers")), ("macro", ("Macro", "mean of the task means")),
+            ("alignment", (f"Align ({spread})", "1 / mean spread over rewrite groups")),
+            ("groups", ("Groups", "rewrite groups with 2+ scored variants")), ("n", ("N", "scored answers")),
+            ("unparsed", ("未解析 Unparsed", "critiques without a score / answers nobody scored"))]
+
+
+def leaderboard_page_rows(rows: list[LeaderboardRow]) -> list[dict]:
+    """Each row's score cells in the order of ``leaderboard_columns`` (tasks, categories, micro, macro)."""
+    return [{"model": row.model, "row": row,
+             "values": [*(row.tasks[t] for t in TASKS), *(row.categories[c] for c in CATEGORY_ABBR),
+                        row.micro, row.macro]} for row in rows]
+
+
 def leaderboard_table(board: Leaderboard, rows: list[LeaderboardRow]) -> tuple[list[str], list[list[str]]]:
     """Header and cells as text, for CSV and Markdown."""
     header = ["Model", *(i.abbreviation for i in TASKS.values()), *CATEGORY_ABBR.values(), "Micro", "Macro",
