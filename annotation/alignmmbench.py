@@ -20,6 +20,8 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 
+from evaluation.exchange import Line, json_type_name, jsonl_read, jsonl_write
+
 from .images import ImageRejected, PreparedImage, check_size, clean_relative_path, prepare_image, store_image
 from .models import Dataset, Image, Question
 from .tasks_catalog import TASKS
@@ -90,24 +92,14 @@ class LineError(ValueError):
     pass
 
 
-def _describe(value) -> str:
-    return type(value).__name__ if value is not None else "null"
-
-
-def parse_line(number: int, text: str) -> Row:
-    """One JSONL line checked against the official format; raises LineError with the reason."""
-    try:
-        record = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise LineError(f"invalid JSON ({exc.msg} at column {exc.colno})") from None
-    if not isinstance(record, dict):
-        raise LineError(f"expected a JSON object, got {_describe(record)}")
+def parse_record(number: int, record: dict) -> Row:
+    """One JSONL line's object checked against the official format; raises LineError with the reason."""
     missing = [key for key in LINE_KEYS if key not in record]
     if missing:
         raise LineError(f"missing keys: {', '.join(missing)}")
     for key in ("question_id", "image_path", "prompt", "ref_answer", "task", "category"):
         if not isinstance(record[key], str):
-            raise LineError(f"“{key}” must be a string, not {_describe(record[key])}")
+            raise LineError(f"“{key}” must be a string, not {json_type_name(record[key])}")
     match = QUESTION_ID.match(record["question_id"])
     if not match:
         raise LineError(f"question_id “{record['question_id'][:40]}” is not of the form TTTTSSSS-K")
@@ -243,7 +235,7 @@ def _ingest_paths(paths: list[str], *, source, user, progress: Callable[[int], N
 # Import: the workflow
 # --------------------------------------------------------------------------------------------------
 
-def _read_lines(jsonl: str | Path | bytes) -> list[tuple[int, str]]:
+def _read_lines(jsonl: str | Path | bytes) -> list[Line]:
     if isinstance(jsonl, bytes):
         data = jsonl
     else:
@@ -251,15 +243,13 @@ def _read_lines(jsonl: str | Path | bytes) -> list[tuple[int, str]]:
             data = Path(jsonl).read_bytes()
         except OSError as exc:
             raise ImportRefused(f"The JSONL file can't be read: {exc}") from None
-    lines = []
-    for number, raw in enumerate(data.splitlines(), start=1):
-        try:
-            text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
-        except UnicodeDecodeError:
-            text = None
-        if text is None or text.strip():
-            lines.append((number, text))
-    return lines
+    return list(jsonl_read(data))
+
+
+def _question_id_in(text: str | None) -> str:
+    """The question_id a line that failed seems to be about, to name it in the report."""
+    match = re.search(r'"question_id"\s*:\s*"([^"]{1,40})"', text or "")
+    return match.group(1) if match else ""
 
 
 def _differs(stored: tuple, wanted: tuple, names: tuple[str, ...]) -> list[str]:
@@ -296,18 +286,14 @@ def alignmmbench_import(*, dataset: Dataset, jsonl: str | Path | bytes, images: 
 
     # 1. Each line on its own; a repeated question_id is fine only with the same content.
     rows: dict[str, Row] = {}
-    for number, text in lines:
-        if text is None:
-            fail(number, "the line is not valid UTF-8")
+    for line in lines:
+        if line.record is None:
+            fail(line.number, line.error, _question_id_in(line.text))
             continue
         try:
-            row = parse_line(number, text)
+            row = parse_record(line.number, line.record)
         except LineError as exc:
-            question_id = ""
-            match = re.search(r'"question_id"\s*:\s*"([^"]{1,40})"', text)
-            if match:
-                question_id = match.group(1)
-            fail(number, str(exc), question_id)
+            fail(line.number, str(exc), _question_id_in(line.text))
             continue
         first = rows.get(row.question_id)
         if first is None:
@@ -479,11 +465,7 @@ def alignmmbench_records(*, dataset: Dataset) -> Iterator[dict]:
 
 
 def alignmmbench_export(*, dataset: Dataset, out: IO[str]) -> int:
-    count = 0
-    for record in alignmmbench_records(dataset=dataset):
-        out.write(json.dumps(record, ensure_ascii=False) + "\n")
-        count += 1
-    return count
+    return jsonl_write(alignmmbench_records(dataset=dataset), out)
 
 
 def alignmmbench_export_csv(*, dataset: Dataset, out: IO[str]) -> int:

@@ -7,7 +7,6 @@ own their scores, and nobody can log in as them until an admin activates them.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 
 from django.contrib.auth.models import Group, User
@@ -17,6 +16,7 @@ from django.db.models import Count, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.http import QueryDict
 
+from evaluation.exchange import jsonl_read
 from evaluation.models import InferenceRun, Response
 
 from .alignmmbench import ImportReport, Problem
@@ -59,16 +59,13 @@ def human_scores_import(*, lines: Iterable[str], run: InferenceRun) -> ImportRep
     stored = {(s.response_id, s.annotator.username): s for s in
               HumanScore.objects.filter(response__run=run).select_related("annotator")}
     new: dict[tuple[int, str], HumanScore] = {}
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
+    for line in jsonl_read(lines):
+        number, record = line.number, line.record
         report.total += 1
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            report.problems.append(Problem(number, "", f"invalid JSON: {exc.msg}"))
+        if record is None:
+            report.problems.append(Problem(number, "", line.error))
             continue
-        if not isinstance(record, dict) or not isinstance(record.get("question_id"), str):
+        if not isinstance(record.get("question_id"), str):
             report.problems.append(Problem(number, "", 'needs a "question_id" string'))
             continue
         question_id, annotator = record["question_id"], record.get("annotator")

@@ -15,6 +15,7 @@ from django.urls import reverse
 from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from evaluation.exchange import attachment
 from evaluation.models import CriticScore, Response
 
 from . import alignmmbench, curation, import_jobs, scoring
@@ -370,7 +371,7 @@ def dataset_export(request: HttpRequest, pk: int, fmt: str) -> HttpResponse:
         spool.seek(0)
         return FileResponse(spool, as_attachment=True, filename=f"{name}-images.zip", content_type="application/zip")
     response = HttpResponse(content_type="text/csv; charset=utf-8" if fmt == "csv" else "application/jsonl; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{name}.{fmt}"'
+    attachment(response, f"{name}.{fmt}")
     if fmt == "csv":
         response.write("\ufeff")  # so spreadsheet programs read the Chinese text as UTF-8
         alignmmbench.alignmmbench_export_csv(dataset=dataset, out=response)

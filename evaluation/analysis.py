@@ -33,6 +33,7 @@ from django.db.models.functions import Abs, Cast
 from annotation.models import Dataset, HumanScore, Question
 from annotation.tasks_catalog import TASKS, Category
 
+from .exchange import jsonl_line
 from .metrics import (
     DEFAULT_BANDS,
     METRICS,
@@ -574,6 +575,24 @@ def leaderboard_sort(rows: list[LeaderboardRow], *, key: str = "micro", descendi
     return sorted(present, key=value, reverse=descending) + missing
 
 
+def leaderboard_columns(*, spread: str) -> list[tuple[str, tuple[str, str]]]:
+    """The leaderboard page's columns: (sort key, (header, tooltip)), in the order of its cells."""
+    return [("model", ("模型 Model", "")),
+            *((t.abbreviation, (t.abbreviation, f"{t.zh} {t.task}")) for t in TASKS.values()),
+            *((abbr, (abbr, category)) for category, abbr in CATEGORY_ABBR.items()),
+            ("micro", ("Micro", "mean over all answers")), ("macro", ("Macro", "mean of the task means")),
+            ("alignment", (f"Align ({spread})", "1 / mean spread over rewrite groups")),
+            ("groups", ("Groups", "rewrite groups with 2+ scored variants")), ("n", ("N", "scored answers")),
+            ("unparsed", ("未解析 Unparsed", "critiques without a score / answers nobody scored"))]
+
+
+def leaderboard_page_rows(rows: list[LeaderboardRow]) -> list[dict]:
+    """Each row's score cells in the order of ``leaderboard_columns`` (tasks, categories, micro, macro)."""
+    return [{"model": row.model, "row": row,
+             "values": [*(row.tasks[t] for t in TASKS), *(row.categories[c] for c in CATEGORY_ABBR),
+                        row.micro, row.macro]} for row in rows]
+
+
 def leaderboard_table(board: Leaderboard, rows: list[LeaderboardRow]) -> tuple[list[str], list[list[str]]]:
     """Header and cells as text, for CSV and Markdown."""
     header = ["Model", *(i.abbreviation for i in TASKS.values()), *CATEGORY_ABBR.values(), "Micro", "Macro",
@@ -688,9 +707,9 @@ def training_set_lines(*, template: PromptTemplate, dataset: Dataset | None = No
         question = score.response.question
         prompt = training_prompt(template=template, response=score.response, seeds=seeds)
         target = json.dumps({"Rating": score.score, "Reason": score.rationale}, ensure_ascii=False)
-        yield json.dumps({
+        yield jsonl_line({
             "messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": target}],
             "meta": {"question_id": question.question_id, "task": question.task, "response_id": score.response_id,
                      "annotator": score.annotator.username, "template": str(template), "annotators": score.k},
-        }, ensure_ascii=False) + "\n"
+        })
 

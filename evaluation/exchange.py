@@ -1,14 +1,17 @@
-"""Answers and critiques made elsewhere, in and out as the official JSONL."""
+"""Answers and critiques made elsewhere, in and out as the official JSONL; the JSONL reader and writer
+every format shares (the AlignMMBench questions too) and the download header."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO
 
 from django.db import transaction
+from django.http import HttpResponseBase
 from django.utils import timezone
+from django.utils.http import content_disposition_header
 
 from annotation.models import Dataset, Question
 
@@ -22,6 +25,76 @@ from .models import (
     Response,
     Run,
 )
+
+# --- the JSONL every format shares: one reader, one writer, one download header ------------------------
+
+
+@dataclass
+class Line:
+    """One non-blank line of a JSONL file: its JSON object, or the reason it has none."""
+
+    number: int
+    text: str | None  # None: the line is not UTF-8
+    record: dict | None = None
+    error: str = ""
+
+
+def json_type_name(value) -> str:
+    return type(value).__name__ if value is not None else "null"
+
+
+def _decoded(number: int, raw: bytes) -> str | None:
+    try:
+        return raw.decode("utf-8-sig" if number == 1 else "utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def jsonl_read(source: bytes | Iterable[str]) -> Iterator[Line]:
+    """The numbered non-blank lines of a JSONL file, each with its JSON object or why it has none.
+
+    Bytes are split at line ends and decoded line by line, so a line that is not UTF-8 fails alone;
+    text (an open file, a list of lines) is taken line by line as it is.
+    """
+    lines = (((n, _decoded(n, raw)) for n, raw in enumerate(source.splitlines(), start=1))
+             if isinstance(source, bytes) else enumerate(source, start=1))
+    for number, text in lines:
+        if text is None:
+            yield Line(number, None, error="the line is not valid UTF-8")
+            continue
+        if not text.strip():
+            continue
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as exc:
+            yield Line(number, text, error=f"invalid JSON ({exc.msg} at column {exc.colno})")
+            continue
+        if not isinstance(record, dict):
+            yield Line(number, text, error=f"expected a JSON object, got {json_type_name(record)}")
+            continue
+        yield Line(number, text, record)
+
+
+def jsonl_line(record: dict) -> str:
+    """One record as a JSONL line: Chinese stays readable (not \\u escapes)."""
+    return json.dumps(record, ensure_ascii=False) + "\n"
+
+
+def jsonl_write(records: Iterable[dict], out: IO[str]) -> int:
+    count = 0
+    for record in records:
+        out.write(jsonl_line(record))
+        count += 1
+    return count
+
+
+def attachment(response: HttpResponseBase, filename: str) -> HttpResponseBase:
+    """Offer ``response`` as a download named ``filename`` (a non-ASCII name is sent RFC 6266-encoded)."""
+    response["Content-Disposition"] = content_disposition_header(True, filename)
+    return response
+
+
+# --- answers and critiques ------------------------------------------------------------------------------
 
 
 @dataclass
@@ -56,16 +129,12 @@ def responses_import(*, lines: Iterable[str], endpoint: ModelEndpoint, dataset: 
     questions = _question_index(dataset)
     existing = dict(Response.objects.filter(run=run).values_list("question__id", "text")) if run else {}
     new: dict[int, Response] = {}
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
+    for line in jsonl_read(lines):
+        number, record = line.number, line.record
+        if record is None:
+            report.failed.append((number, line.error))
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            report.failed.append((number, f"invalid JSON: {exc.msg}"))
-            continue
-        if not isinstance(record, dict) or not isinstance(record.get("question_id"), str) or not isinstance(
-                record.get("predict"), str):
+        if not isinstance(record.get("question_id"), str) or not isinstance(record.get("predict"), str):
             report.failed.append((number, 'needs "question_id" and "predict" strings'))
             continue
         question = questions.get(record["question_id"])
@@ -96,15 +165,9 @@ def responses_import(*, lines: Iterable[str], endpoint: ModelEndpoint, dataset: 
 
 
 def responses_export(*, run: InferenceRun, out: IO[str]) -> int:
-    count = 0
-    for response in Response.objects.filter(run=run).select_related("question").order_by("question__group",
-                                                                                           "question__variant"):
-        if response.error:
-            continue
-        out.write(json.dumps({"question_id": response.question.question_id, "predict": response.text},
-                             ensure_ascii=False) + "\n")
-        count += 1
-    return count
+    responses = Response.objects.filter(run=run, error="").select_related("question").order_by(
+        "question__group", "question__variant")
+    return jsonl_write(({"question_id": r.question.question_id, "predict": r.text} for r in responses), out)
 
 
 @transaction.atomic
@@ -119,15 +182,12 @@ def critiques_import(*, lines: Iterable[str], run: InferenceRun, critic_name: st
     report = ImportReport()
     responses = {r.question.question_id: r for r in Response.objects.filter(run=run, error="").select_related("question")}
     rows: dict[int, CriticScore] = {}
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
+    for line in jsonl_read(lines):
+        number, record = line.number, line.record
+        if record is None:
+            report.failed.append((number, line.error))
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            report.failed.append((number, f"invalid JSON: {exc.msg}"))
-            continue
-        if not isinstance(record, dict) or not isinstance(record.get("question_id"), str):
+        if not isinstance(record.get("question_id"), str):
             report.failed.append((number, 'needs a "question_id" string'))
             continue
         response = responses.get(record["question_id"])
@@ -141,7 +201,7 @@ def critiques_import(*, lines: Iterable[str], run: InferenceRun, critic_name: st
         valid = isinstance(rating, int) and not isinstance(rating, bool) and 1 <= rating <= 10
         rows[response.pk] = CriticScore(
             response=response, score=rating if valid else None,
-            critique=reason if isinstance(reason, str) else "", raw_output=line.strip(),
+            critique=reason if isinstance(reason, str) else "", raw_output=line.text.strip(),
             parse_status=CriticScore.ParseStatus.PARSED if valid else CriticScore.ParseStatus.UNPARSED,
         )
     if not rows:
@@ -161,7 +221,10 @@ def critiques_import(*, lines: Iterable[str], run: InferenceRun, critic_name: st
 
 
 def critiques_export(*, run: CriticRun, out: IO[str]) -> int:
-    count = 0
+    return jsonl_write(_critique_records(run), out)
+
+
+def _critique_records(run: CriticRun) -> Iterator[dict]:
     rows = CriticScore.objects.filter(critic_run=run).select_related("response__question").order_by(
         "response__question__group", "response__question__variant")
     for row in rows:
@@ -170,6 +233,4 @@ def critiques_export(*, run: CriticRun, out: IO[str]) -> int:
             record["parse_status"] = row.parse_status
         if row.expected_score is not None:
             record["expected_score"] = round(row.expected_score, 4)
-        out.write(json.dumps(record, ensure_ascii=False) + "\n")
-        count += 1
-    return count
+        yield record

@@ -34,6 +34,10 @@ class ModelEndpoint(models.Model):
     role = models.CharField(max_length=10, choices=Role.choices)
     backend = models.CharField(max_length=20, choices=Backend.choices)
     model_path = models.CharField(max_length=500, blank=True, help_text="Local directory with the weights.")
+    adapter_path = models.CharField(max_length=500, blank=True,
+                                    help_text="A LoRA adapter directory loaded (PEFT) on top of the weights.")
+    base_endpoint = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT,
+                                      related_name="fine_tuned", help_text="The critic this one was fine-tuned from.")
     # A CharField, not URLField: internal hosts like http://gpu7:8000/v1 have no dot and are fine.
     base_url = models.CharField(max_length=500, blank=True, help_text="e.g. http://gpu-host:8000/v1")
     model_name = models.CharField(max_length=200, blank=True, help_text="The model name the server expects.")
@@ -106,6 +110,7 @@ class ModelEndpoint(models.Model):
             # A critic that is sent the image is a VLM judge and loads as one.
             kind="vlm" if self.role == self.Role.VLM or (self.role == self.Role.CRITIC and self.send_image) else "text",
             path=self.model_path,
+            adapter_path=self.adapter_path,
             base_url=self.base_url,
             model_name=self.model_name,
             api_key=os.environ.get(self.api_key_env, "") if self.api_key_env else "",
@@ -124,8 +129,8 @@ class ModelEndpoint(models.Model):
     # What shapes an answer. A run remembers these; a stopped run whose endpoint has since changed
     # any of them can't be resumed, or one run would mix two models' answers. Where the model runs
     # (base URL, device) and how fast (batch size, concurrency) may change in between.
-    ANSWER_FIELDS = ("backend", "model_path", "model_name", "max_new_tokens", "temperature", "top_p", "dtype",
-                     "trust_remote_code", "send_image")
+    ANSWER_FIELDS = ("backend", "model_path", "adapter_path", "model_name", "max_new_tokens", "temperature", "top_p",
+                     "dtype", "trust_remote_code", "send_image")
 
     def changes_since(self, params: dict) -> list[str]:
         """`field: old -> new` for each answer-shaping setting that differs from a run's snapshot."""
@@ -135,7 +140,8 @@ class ModelEndpoint(models.Model):
     def generation_params(self) -> dict:
         """The snapshot a run keeps, so later edits of the endpoint don't rewrite history."""
         return {
-            "backend": self.backend, "model_path": self.model_path, "base_url": self.base_url,
+            "backend": self.backend, "model_path": self.model_path, "adapter_path": self.adapter_path,
+            "base_url": self.base_url,
             "model_name": self.model_name, "max_new_tokens": self.max_new_tokens,
             "temperature": self.temperature, "top_p": self.top_p, "batch_size": self.batch_size,
             "concurrency": self.concurrency, "device": self.device, "dtype": self.dtype,

@@ -98,3 +98,32 @@ def histogram_svg(series: list[dict], *, title: str) -> SafeString:
             values.append((s["counts"][score] / total, None, None))
         groups.append({"label": str(score + 1), "values": values})
     return bars_svg(groups, series=[s["label"] for s in series], title=title, axis="占比 Share")
+
+
+def win_rate_svg(models: list[str], rates: list[list[float | None]], *, title: str) -> SafeString:
+    """Row model's observed win rate against the column model (ties half); blue above 50%, orange below."""
+    cell, left, top = 34, 150, 28
+    n = len(models)
+    body = [f'<text x="{left}" y="16" font-weight="600">{escape(title)}</text>']
+    for r, row in enumerate(rates):
+        body.append(f'<text x="{left - 6}" y="{top + r * cell + cell / 2 + 4}" text-anchor="end">'
+                    f'{escape(models[r][:22])}</text>')
+        for c, value in enumerate(row):
+            x, y = left + c * cell, top + r * cell
+            if value is None or r == c:
+                fill, label = "#f4f5f8", "—" if r != c else ""
+            else:
+                strength = min(1.0, abs(value - 0.5) * 2)
+                colour = "47,91,234" if value >= 0.5 else "224,114,58"
+                fill, label = f"rgba({colour},{0.08 + 0.8 * strength:.3f})", f"{value * 100:.0f}"
+            tip = f"{models[r]} vs {models[c]}: " + ("no votes" if value is None else f"{value * 100:.1f}%")
+            body.append(f'<rect x="{x}" y="{y}" width="{cell - 1}" height="{cell - 1}" fill="{fill}" '
+                        f'stroke="#e3e6ee"><title>{escape(tip)}</title></rect>')
+            if label:
+                body.append(f'<text x="{x + cell / 2}" y="{y + cell / 2 + 4}" text-anchor="middle" '
+                            f'font-size="10">{escape(label)}</text>')
+    for c in range(n):
+        x = left + c * cell + cell / 2
+        body.append(f'<text transform="translate({x + 4},{top + n * cell + 6}) rotate(60)" font-size="10">'
+                    f'{escape(models[c][:22])}</text>')
+    return _svg(left + n * cell + 20, top + n * cell + 130, body, title)

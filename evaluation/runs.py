@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 
 
 def run_enqueue(run: Run) -> None:
-    """Put a run's task on the right queue once the surrounding transaction commits."""
+    """Put a run's task on the right queue once the surrounding transaction commits (every enqueue in the
+    project goes through a Celery task's *_on_commit: never a message for a row not yet committed)."""
     from . import tasks
 
     if isinstance(run, InferenceRun):
@@ -35,7 +36,7 @@ def run_enqueue(run: Run) -> None:
         task, queue = tasks.run_rewrites, run.endpoint.queue
     else:
         raise TypeError(f"not a run: {run!r}")
-    transaction.on_commit(lambda: task.apply_async((run.pk,), queue=queue))
+    task.apply_async_on_commit((run.pk,), queue=queue)
 
 
 QUEUED_TOO_LONG = timedelta(minutes=10)

@@ -35,3 +35,10 @@ def run_critic(run_id: int) -> None:
 @shared_task(name="evaluation.tasks.run_rewrites")
 def run_rewrites(run_id: int) -> None:
     rewrites.rewrite_run_work(run_id)
+
+
+@shared_task(name="evaluation.tasks.train_critic")
+def train_critic(run_id: int) -> None:
+    from . import training
+
+    training.training_run_work(run_id)

@@ -10,17 +10,24 @@ paraphrase of a question the critic was trained on.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import random
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
+from django.conf import settings as django_settings
 from django.db import transaction
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from annotation.models import Dataset, HumanScore
 
 from .analysis import training_prompt
 from .models import InferenceRun, ModelEndpoint, PromptTemplate, Response, TrainingRun
+
+log = logging.getLogger(__name__)
 
 LORA_DEFAULTS: dict = {
     "rank": 16, "alpha": 32, "dropout": 0.05, "target_modules": "all-linear", "learning_rate": 2e-4,
@@ -138,7 +145,14 @@ def training_run_create(*, base: ModelEndpoint, datasets: list[Dataset], templat
     )
     run.datasets.set(datasets)
     run.inference_runs.set(inference_runs or [])
+    training_run_enqueue(run)
     return run
+
+
+def training_run_enqueue(run: TrainingRun) -> None:
+    from .tasks import train_critic
+
+    transaction.on_commit(lambda: train_critic.apply_async((run.pk,), queue="gpu"))
 
 
 def token_counts(*, base: ModelEndpoint, examples: list[Example], max_length: int) -> dict:
@@ -156,3 +170,121 @@ def token_counts(*, base: ModelEndpoint, examples: list[Example], max_length: in
     return {"examples": len(lengths), "tokens": sum(lengths), "longest": max(lengths, default=0),
             "mean": sum(lengths) / len(lengths) if lengths else 0.0,
             "over_max_length": sum(1 for n in lengths if n > max_length)}
+
+
+# --- the job ----------------------------------------------------------------------------------------------
+
+
+def output_dir_of(run: TrainingRun) -> Path:
+    """Checkpoints and the adapter, under the model store."""
+    return Path(django_settings.VAR_DIR) / "models" / "trained" / f"training-run-{run.pk}"
+
+
+def _latest_checkpoint(directory: Path) -> str | None:
+    checkpoints = sorted(directory.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    return str(checkpoints[-1]) if checkpoints else None
+
+
+def _progress_callback(run: TrainingRun):
+    """A TrainerCallback that writes step, loss and speed to the row and stops when the run is cancelled."""
+    from transformers import TrainerCallback
+
+    class Progress(TrainerCallback):
+        def __init__(self) -> None:
+            self.since: tuple[float, float] | None = None  # (time, tokens) at the first log of this claim
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not logs or "loss" not in logs:
+                return
+            now, tokens = time.monotonic(), float(logs.get("num_tokens", 0.0))
+            self.since = self.since or (now, tokens)
+            speed = (tokens - self.since[1]) / (now - self.since[0]) if now > self.since[0] else None
+            history = [*TrainingRun.objects.values_list("loss_history", flat=True).get(pk=run.pk),
+                       [state.global_step, round(float(logs["loss"]), 5)]]
+            TrainingRun.objects.filter(pk=run.pk).update(
+                done=state.global_step, total=state.max_steps, loss_history=history, tokens_per_second=speed,
+                updated_at=timezone.now())
+
+        def on_step_end(self, args, state, control, **kwargs):
+            from .signals import shutting_down
+
+            if not run.holds_claim() or shutting_down.is_set():
+                control.should_training_stop = True
+            return control
+
+    return Progress()
+
+
+def _train(run: TrainingRun) -> Path:
+    """The training itself: TRL's SFTTrainer with a LoRA config; returns the saved adapter's directory."""
+    import torch
+    from datasets import Dataset as HFDataset
+    from peft import LoraConfig
+    from trl import SFTConfig, SFTTrainer  # ~13 s to import: only here, on the GPU worker
+
+    lora, base = run.lora, run.base
+    examples = training_examples(template=run.template,
+                                 responses=Response.objects.filter(pk__in=run.train_response_ids)
+                                 .select_related("question").order_by("id"))
+    data = HFDataset.from_list([e.as_chat() for e in examples])
+    out = output_dir_of(run)
+    out.mkdir(parents=True, exist_ok=True)
+    config = SFTConfig(
+        output_dir=str(out), num_train_epochs=lora["epochs"], per_device_train_batch_size=lora["batch_size"],
+        gradient_accumulation_steps=lora["gradient_accumulation"], learning_rate=lora["learning_rate"],
+        max_length=lora["max_length"], save_strategy="steps", save_steps=lora["save_every"],
+        save_total_limit=lora["keep_checkpoints"], logging_steps=1, report_to=[], seed=run.seed,
+        use_cpu=not torch.cuda.is_available(), disable_tqdm=True,
+    )
+    peft_config = LoraConfig(r=lora["rank"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
+                             target_modules=lora["target_modules"], task_type="CAUSAL_LM")
+    trainer = SFTTrainer(model=base.model_path, args=config, train_dataset=data, peft_config=peft_config,
+                         callbacks=[_progress_callback(run)])
+    trainer.train(resume_from_checkpoint=_latest_checkpoint(out))
+    if trainer.state.global_step < trainer.state.max_steps:
+        raise _Stopped
+    adapter = out / "adapter"
+    trainer.model.save_pretrained(str(adapter))
+    return adapter
+
+
+class _Stopped(Exception):
+    """Cancelled, taken over or shutting down: the last checkpoint stays for a resume."""
+
+
+@transaction.atomic
+def critic_endpoint_register(*, run: TrainingRun, adapter: Path) -> ModelEndpoint:
+    """The fine-tuned critic as an endpoint: the base's weights and settings, plus the adapter."""
+    base = run.base
+    endpoint = ModelEndpoint.objects.create(
+        name=f"{base.name}-ft{run.pk}", role=ModelEndpoint.Role.CRITIC, backend=base.backend,
+        model_path=base.model_path, adapter_path=str(adapter), base_endpoint=base,
+        max_new_tokens=base.max_new_tokens, temperature=base.temperature, top_p=base.top_p,
+        batch_size=base.batch_size, device=base.device, dtype=base.dtype,
+        trust_remote_code=base.trust_remote_code, send_image=base.send_image, created_by=run.created_by,
+    )
+    TrainingRun.objects.filter(pk=run.pk).update(critic_endpoint=endpoint, output_dir=str(adapter.parent))
+    return endpoint
+
+
+def training_run_work(run_id: int) -> None:
+    """The gpu-queue job: claim, train (resuming from the last checkpoint), register the critic."""
+    from .signals import WORKER_NAME
+
+    run = TrainingRun.objects.select_related("base", "template").filter(pk=run_id).first()
+    if run is None or not run.claim(WORKER_NAME):
+        return
+    if changes := run.endpoint_changes():
+        run.finish(error=f"The base critic changed since this run was made ({'; '.join(changes)}).")
+        return
+    try:
+        adapter = _train(run)
+    except _Stopped:
+        log.info("%s stopped before its last step; the last checkpoint stays", run)
+        return
+    except Exception as exc:
+        log.exception("%s failed", run)
+        run.finish(error=f"{type(exc).__name__}: {exc}"[:4000])
+        return
+    critic_endpoint_register(run=run, adapter=adapter)
+    run.finish()

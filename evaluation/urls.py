@@ -39,6 +39,7 @@ urlpatterns = [
     path("analysis/agreement/", views.analysis_agreement, name="analysis_agreement"),
     path("analysis/leaderboard/", views.leaderboard, name="leaderboard"),
     path("analysis/leaderboard.<str:fmt>", views.leaderboard_export, name="leaderboard_export"),
+    path("analysis/ratings/", views.pairwise_ratings, name="pairwise_ratings"),
     path("analysis/disagreements/", views.disagreements, name="disagreements"),
     path("analysis/disagreements/<int:pk>/", views.disagreement_detail, name="disagreement"),
     path("analysis/disagreements.csv", views.disagreements_export, name="disagreements_export"),

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib import messages
@@ -15,11 +16,12 @@ from django.urls import reverse
 from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from annotation.models import DatasetFrozen, Question
+from annotation.models import Dataset, DatasetFrozen, Question
 from annotation.roles import CURATOR, RESEARCHER, has_role, role_required, staff_required
 from annotation.tasks_catalog import Task
 
-from . import critics, exchange, inference, rewrites, runs, workers
+from . import analysis, critics, exchange, inference, plots, rewrites, runs, workers
+from .exchange import attachment
 from .forms import (
     CriticRunForm,
     CritiquesImportForm,
@@ -194,8 +196,7 @@ def run_export(request: HttpRequest, pk: int) -> HttpResponse:
     out = io.StringIO()
     exchange.responses_export(run=run, out=out)
     response = HttpResponse(out.getvalue(), content_type="application/jsonl; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="run-{run.pk}-{slugify(run.endpoint.name)}.jsonl"'
-    return response
+    return attachment(response, f"run-{run.pk}-{slugify(run.endpoint.name)}.jsonl")
 
 
 def _uploaded_lines(form) -> list[str] | None:
@@ -305,8 +306,7 @@ def critic_run_export(request: HttpRequest, pk: int) -> HttpResponse:
     out = io.StringIO()
     exchange.critiques_export(run=run, out=out)
     response = HttpResponse(out.getvalue(), content_type="application/jsonl; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="critic-run-{run.pk}.jsonl"'
-    return response
+    return attachment(response, f"critic-run-{run.pk}.jsonl")
 
 
 @require_GET
@@ -498,7 +498,6 @@ def _critic_run_choices():
 @role_required(RESEARCHER)
 def analysis_agreement(request: HttpRequest) -> TemplateResponse:
     """Critics against humans, side by side, overall and per task / category / model; humans against humans."""
-    from . import analysis, plots
     from .metrics import DEFAULT_BANDS, parse_bands
 
     ids = _ints(request.GET.getlist("critic_run"))
@@ -551,11 +550,18 @@ def _agreement_plots(report, by: str, plots) -> dict:
     return {"heatmaps": heatmaps, "bars": bars, "distributions": distributions}
 
 
-def _leaderboard_from_request(request: HttpRequest):
-    from annotation.models import Dataset
+@dataclass
+class LeaderboardRequest:
+    """What a leaderboard page or export was asked for, and the board it gets."""
 
-    from . import analysis
+    datasets: list[Dataset]
+    dataset: Dataset | None
+    board: analysis.Leaderboard | None
+    rows: list[analysis.LeaderboardRow]
+    options: dict[str, str]
 
+
+def _leaderboard_from_request(request: HttpRequest) -> LeaderboardRequest:
     datasets = list(Dataset.objects.order_by("name"))
     dataset = next((d for d in datasets if str(d.pk) == request.GET.get("dataset")), datasets[0] if datasets else None)
     source = _choice(request.GET.get("source"), analysis.SOURCES)
@@ -570,34 +576,23 @@ def _leaderboard_from_request(request: HttpRequest):
     sort = sort if sort in analysis.LEADERBOARD_SORTS else "micro"
     descending = request.GET.get("dir", "desc" if sort != "model" else "asc") != "asc"
     rows = analysis.leaderboard_sort(board.rows, key=sort, descending=descending) if board else []
-    return datasets, dataset, board, rows, {"source": source, "score": score, "spread": spread, "sort": sort,
-                                            "dir": "desc" if descending else "asc"}
+    return LeaderboardRequest(datasets=datasets, dataset=dataset, board=board, rows=rows,
+                              options={"source": source, "score": score, "spread": spread, "sort": sort,
+                                       "dir": "desc" if descending else "asc"})
 
 
 @require_GET
 @role_required(RESEARCHER)
 def leaderboard(request: HttpRequest) -> TemplateResponse:
-    from annotation.tasks_catalog import TASKS
-
-    from . import analysis
-
-    datasets, dataset, board, rows, options = _leaderboard_from_request(request)
+    asked = _leaderboard_from_request(request)
+    dataset = asked.dataset
     critic_runs = CriticRun.objects.filter(inference_runs__dataset=dataset).distinct().select_related("critic") \
         .order_by("-created_at", "-pk")[:100] if dataset else []
-    columns = [("model", ("模型 Model", "")),
-               *((t.abbreviation, (t.abbreviation, f"{t.zh} {t.task}")) for t in TASKS.values()),
-               *((abbr, (abbr, category)) for category, abbr in analysis.CATEGORY_ABBR.items()),
-               ("micro", ("Micro", "mean over all answers")), ("macro", ("Macro", "mean of the task means")),
-               ("alignment", (f"Align ({options['spread']})", "1 / mean spread over rewrite groups")),
-               ("groups", ("Groups", "rewrite groups with 2+ scored variants")), ("n", ("N", "scored answers")),
-               ("unparsed", ("未解析 Unparsed", "critiques without a score / answers nobody scored"))]
-    board_rows = [{"model": row.model, "row": row,
-                   "values": [*(row.tasks[t] for t in TASKS), *(row.categories[c] for c in analysis.CATEGORY_ABBR),
-                              row.micro, row.macro]} for row in rows]
     base = request.GET.copy()
     base.pop("sort", None), base.pop("dir", None)
-    context = {"datasets": datasets, "dataset": dataset, "board": board, "board_rows": board_rows, **options,
-               "critic_runs": critic_runs, "columns": columns, "query": request.GET.urlencode(),
+    context = {"datasets": asked.datasets, "dataset": dataset, "board": asked.board,
+               "board_rows": analysis.leaderboard_page_rows(asked.rows), **asked.options, "critic_runs": critic_runs,
+               "columns": analysis.leaderboard_columns(spread=asked.options["spread"]), "query": request.GET.urlencode(),
                "base_query": base.urlencode()}
     template = "evaluation/leaderboard.html"
     if request.htmx:
@@ -612,11 +607,10 @@ def leaderboard_export(request: HttpRequest, fmt: str) -> HttpResponse:
 
     from django.http import Http404
 
-    from . import analysis
-
     if fmt not in ("csv", "md"):
         raise Http404("Export as .csv or .md.")
-    _datasets, dataset, board, rows, _options = _leaderboard_from_request(request)
+    asked = _leaderboard_from_request(request)
+    dataset, board, rows = asked.dataset, asked.board, asked.rows
     if board is None:
         return HttpResponse("No dataset.", status=404, content_type="text/plain; charset=utf-8")
     name = f"leaderboard-{slugify(dataset.name, allow_unicode=True) or dataset.pk}-{board.source}"
@@ -629,8 +623,7 @@ def leaderboard_export(request: HttpRequest, fmt: str) -> HttpResponse:
         writer = csv.writer(response)
         writer.writerow(header)
         writer.writerows(body)
-    response["Content-Disposition"] = f'attachment; filename="{name}.{fmt}"'
-    return response
+    return attachment(response, f"{name}.{fmt}")
 
 
 def _disagreement_filters(request: HttpRequest) -> dict:
@@ -648,8 +641,6 @@ def _disagreement_filters(request: HttpRequest) -> dict:
 @role_required(RESEARCHER)
 def disagreements(request: HttpRequest) -> TemplateResponse:
     from django.contrib.auth import get_user_model
-
-    from . import analysis
 
     filters = _disagreement_filters(request)
     rows = analysis.disagreements(**filters)
@@ -683,8 +674,6 @@ def disagreements_export(request: HttpRequest) -> HttpResponse:
 
     from django.http import StreamingHttpResponse
 
-    from . import analysis
-
     class Echo:
         def write(self, value: str) -> str:
             return value
@@ -697,16 +686,10 @@ def disagreements_export(request: HttpRequest) -> HttpResponse:
         for row in analysis.disagreement_csv_rows(rows):
             yield writer.writerow(row)
 
-    response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = 'attachment; filename="disagreements.csv"'
-    return response
+    return attachment(StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8"), "disagreements.csv")
 
 
 def _training_set_options(request: HttpRequest) -> dict:
-    from annotation.models import Dataset
-
-    from . import analysis
-
     template = PromptTemplate.objects.filter(kind=PromptTemplate.Kind.CRITIC,
                                              pk=(_ints([request.GET.get("template", "")]) or [0])[0]).first()
     dataset = Dataset.objects.filter(pk=(_ints([request.GET.get("dataset", "")]) or [0])[0]).first()
@@ -726,8 +709,6 @@ def _training_set_options(request: HttpRequest) -> dict:
 def training_set(request: HttpRequest) -> TemplateResponse:
     from django.contrib.auth import get_user_model
 
-    from annotation.models import Dataset
-
     options = _training_set_options(request)
     context = {"options": options, "query": request.GET.urlencode(),
                "templates": PromptTemplate.objects.filter(kind=PromptTemplate.Kind.CRITIC).order_by("name", "-version"),
@@ -741,9 +722,40 @@ def training_set(request: HttpRequest) -> TemplateResponse:
 def training_set_export(request: HttpRequest) -> HttpResponse:
     from django.http import StreamingHttpResponse
 
-    from . import analysis
-
     lines = analysis.training_set_lines(**_training_set_options(request))
-    response = StreamingHttpResponse(lines, content_type="application/jsonl; charset=utf-8")
-    response["Content-Disposition"] = 'attachment; filename="critic-training-set.jsonl"'
-    return response
+    return attachment(StreamingHttpResponse(lines, content_type="application/jsonl; charset=utf-8"),
+                      "critic-training-set.jsonl")
+
+
+@require_GET
+@role_required(RESEARCHER)
+def pairwise_ratings(request: HttpRequest) -> TemplateResponse:
+    """Bradley-Terry ratings with intervals and the win-rate heat map, from a dataset's scores read as pairs."""
+    from annotation.models import Dataset
+
+    from . import plots
+    from .pairs import HUMAN_SCORES, pointwise_votes
+    from .ratings import RatingsError, compute_ratings
+
+    datasets = list(Dataset.objects.order_by("name"))
+    dataset = next((d for d in datasets if str(d.pk) == request.GET.get("dataset")), datasets[0] if datasets else None)
+    source = request.GET.get("source") or HUMAN_SCORES
+    critic_runs = CriticRun.objects.filter(inference_runs__dataset=dataset).distinct().select_related("critic") \
+        .order_by("-created_at", "-pk")[:100] if dataset else []
+    ratings = error = heatmap = None
+    if dataset is not None:
+        try:
+            ratings = compute_ratings(pointwise_votes(dataset=dataset, source=source), bootstrap=1000, seed=0)
+        except RatingsError as problem:
+            error = str(problem)
+    if ratings is not None:
+        heatmap = plots.win_rate_svg([m.model for m in ratings.models], ratings.win_rate,
+                                     title="胜率 Win rate (row vs column, ties half)")
+    sources = [(HUMAN_SCORES, "人工评分 Human scores (mean)"),
+               *((f"critic-run:{run.pk}", f"#{run.pk} · {run.label}") for run in critic_runs)]
+    context = {"datasets": datasets, "dataset": dataset, "source": source, "sources": sources, "ratings": ratings,
+               "error": error, "heatmap": heatmap}
+    template = "evaluation/pairwise_ratings.html"
+    if request.htmx:
+        template += "#ratings"
+    return TemplateResponse(request, template, context)

@@ -34,7 +34,7 @@ def ping_create(*, queue: str = "default") -> Ping:
     from .tasks import answer_ping
 
     ping = Ping.objects.create(queue=queue)
-    transaction.on_commit(lambda: answer_ping.apply_async((ping.pk,), queue=queue))
+    answer_ping.apply_async_on_commit((ping.pk,), queue=queue)
     return ping
 
 
@@ -46,7 +46,7 @@ def endpoint_check_create(*, endpoint: ModelEndpoint) -> EndpointCheck:
     from .tasks import check_endpoint
 
     check = EndpointCheck.objects.create(endpoint=endpoint)
-    transaction.on_commit(lambda: check_endpoint.apply_async((check.pk,), queue=endpoint.queue))
+    check_endpoint.apply_async_on_commit((check.pk,), queue=endpoint.queue)
     return check
 
 

@@ -29,6 +29,7 @@ class BackendConfig:
     backend: str  # "transformers" | "openai"
     kind: str = "vlm"  # "vlm" (image+text -> AutoModelForImageTextToText) or "text" (AutoModelForCausalLM)
     path: str = ""  # local model dir (transformers)
+    adapter_path: str = ""  # a PEFT (LoRA) adapter dir loaded on top of the model at ``path``
     base_url: str = ""  # e.g. http://127.0.0.1:8000/v1 (openai)
     model_name: str = ""
     api_key: str = ""  # resolved from an env var by the caller; never logged

@@ -132,6 +132,11 @@ class TransformersBackend:
             self.tokenizer = AutoTokenizer.from_pretrained(path, **load)
             model_class = AutoModelForCausalLM
         self.model: Any = model_class.from_pretrained(path, dtype=self.dtype, **load).to(self.device).eval()
+        if config.adapter_path:
+            # A fine-tuned critic: the base weights from ``path`` (never copied), the LoRA layers on top.
+            from peft import PeftModel
+
+            self.model = PeftModel.from_pretrained(self.model, config.adapter_path, local_files_only=True).eval()
 
         # Left padding: generated tokens then start at the same column for every row.
         self.tokenizer.padding_side = "left"
